@@ -1,0 +1,140 @@
+"""The `ragft` command. Each subcommand maps its click options 1:1 onto one flat @dataclass config; the
+field docstrings are the help text."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from compare.harness import CompareConfig
+from corpora.errors import InputError
+from finetune.train import FinetuneConfig
+from rag.index import IndexConfig
+from rag.pipeline import AskConfig
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The string literal under each dataclass field (attribute docstrings are not kept at run time)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body, docs = tree.body[0].body, {}
+    for stmt, nxt in zip(body, body[1:]):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[stmt.target.id] = nxt.value.value
+    return docs
+
+
+def config_options(cls, positional: tuple[str, ...] = ()):
+    """Decorator: one click option per field of cls (positional ones become arguments)."""
+    docs = field_docs(cls)
+
+    def decorate(fn):
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name in positional:
+                fn = click.argument(f.name)(fn)
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(f.default, bool):
+                fn = click.option(f"{flag}/--no-{f.name.replace('_', '-')}", f.name, default=f.default,
+                                  show_default=True, help=docs.get(f.name))(fn)
+            else:
+                fn = click.option(flag, f.name, type=type(f.default), default=f.default, show_default=True,
+                                  help=docs.get(f.name))(fn)
+        return fn
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli():
+    """ragft: measure RAG against LoRA fine-tuning on the same corpus and base model."""
+
+
+@cli.command()
+@config_options(IndexConfig)
+def index(**kw):
+    """Chunk a corpus and build its BM25 + FAISS index."""
+    from corpora import load_corpus
+    from rag.index import build_index, default_index_dir
+
+    cfg = IndexConfig(**kw)
+    corpus = load_corpus(cfg.corpus)
+    built = build_index(corpus.docs, cfg)
+    out = built.save(cfg.out or default_index_dir(cfg.corpus))
+    m = built.manifest
+    click.echo(f"{out}: {m['n_docs']} documents, {m['n_chunks']} chunks, dim {m['dim']}, {m['build_seconds']:.1f} s")
+
+
+@cli.command()
+@config_options(AskConfig, positional=("question",))
+def ask(**kw):
+    """Answer one question with retrieval (or --retriever none) and the generator."""
+    from corpora import load_corpus
+    from rag.generate import load_generator
+    from rag.index import IndexConfig as IC, load_index, open_or_build
+    from rag.pipeline import answer_questions
+
+    cfg = AskConfig(**kw)
+    if cfg.retriever not in ("bm25", "dense", "hybrid", "none"):
+        raise InputError(f"unknown retriever {cfg.retriever!r}: choose one of bm25, dense, hybrid, none")
+    index = None
+    if cfg.retriever != "none":
+        if cfg.index:
+            index = load_index(cfg.index)
+        else:
+            index = open_or_build(load_corpus(cfg.corpus).docs, IC(corpus=cfg.corpus, device=cfg.device))
+    gen = load_generator(cfg.generator, cfg.adapter or None, cfg.device)
+    try:
+        rec = answer_questions(gen, index, [cfg.question], cfg.retriever, cfg.top_k, cfg.max_new_tokens)[0]
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    for doc_id, score in zip(rec["retrieved_ids"], rec["retrieved_scores"]):
+        click.echo(f"  [{doc_id}] score {score:.4f}", err=True)
+    click.echo(rec["answer"])
+
+
+@cli.command()
+@config_options(FinetuneConfig)
+def finetune(**kw):
+    """Train a LoRA adapter on the corpus's train split (peft format + cost.json)."""
+    from finetune.train import train
+
+    rec = train(FinetuneConfig(**kw))
+    click.echo(f"{rec['adapter']}: {rec['steps']} steps, {rec['train_seconds']:.0f} s, "
+               f"{rec['tokens_per_second']:.0f} tokens/s, final loss {rec['final_loss']:.3f}")
+
+
+@cli.command("compare")
+@config_options(CompareConfig)
+def compare_cmd(**kw):
+    """Run base, RAG, fine-tuned and fine-tuned+RAG systems over a QA split and print the table."""
+    from compare.harness import run, summarize
+    from compare.report import format_table
+
+    records = run(CompareConfig(**kw))
+    click.echo(format_table(summarize(records)))
+    click.echo(f"\nrecords and summary: {records.attrs['run_dir']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        rc = cli.main(args=argv, prog_name="ragft", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("ragft: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except InputError as e:
+        click.echo(f"ragft: error: {e}", err=True)
+        sys.exit(2)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""RAG in five steps, one file each: index -> query -> rank -> augment -> generate (pipeline.py ties them)."""

@@ -1,0 +1,98 @@
+"""Step 5, generation: batched greedy decoding through the model's chat template.
+
+Each result records tokens in (prompt) and out (new, up to end of turn) and the wall seconds of the
+batched call it was part of: the latency a user in that batch waited.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from corpora.errors import InputError
+from rag.models import DEFAULT_CACHE, DEFAULT_GENERATOR, load_causal_lm
+
+
+@dataclass
+class Generator:
+    model: object  # transformers causal LM (maybe a peft model)
+    tokenizer: object
+    name: str
+    adapter: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_generator(name: str = DEFAULT_GENERATOR, adapter: str | None = None, device: str = "auto",
+                   cache_dir: Path = DEFAULT_CACHE) -> Generator:
+    model, tok = load_causal_lm(name, device, cache_dir)
+    if adapter:
+        model = attach_adapter(model, adapter)
+    return Generator(model, tok, name, adapter)
+
+
+def attach_adapter(model, adapter: str):
+    """Load a peft adapter onto the base model (safetensors only)."""
+    from peft import PeftModel
+
+    p = Path(adapter)
+    if not (p / "adapter_config.json").is_file():
+        raise InputError("not a peft adapter directory (no adapter_config.json)", str(p))
+    if not (p / "adapter_model.safetensors").is_file():
+        raise InputError("adapter weights must be adapter_model.safetensors", str(p))
+    try:
+        return PeftModel.from_pretrained(model, str(p)).eval()
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise InputError(f"adapter does not fit this base model: {str(e).splitlines()[0][:200]}", str(p)) from None
+
+
+def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(enc["input_ids"] if hasattr(enc, "keys") else enc)
+
+
+@torch.no_grad()
+def generate(gen: Generator, conversations: list[list[dict]], max_new_tokens: int = 32,
+             batch_size: int = 8, progress: bool = False) -> list[dict]:
+    """Greedy answers for each conversation -> [{"answer", "tokens_in", "tokens_out", "gen_seconds", "batch"}].
+
+    Conversations are sorted by prompt length before batching (less padding), results returned in input order.
+    """
+    tok, model = gen.tokenizer, gen.model
+    ids = [prompt_ids(tok, c) for c in conversations]
+    window = getattr(model.config, "max_position_embeddings", None)
+    for i, x in enumerate(ids):
+        if window and len(x) + max_new_tokens > window:
+            raise InputError(f"prompt {i} has {len(x)} tokens; with {max_new_tokens} new tokens it exceeds "
+                             f"the model's {window}-token window")
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    results: list[dict | None] = [None] * len(ids)
+    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="generate", unit="batch", leave=False)
+    eos = [t for t in {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")} if isinstance(t, int) and t >= 0]
+    for batch in batches:
+        width = max(len(ids[i]) for i in batch)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=gen.device)
+        mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=gen.device)
+        t0 = time.perf_counter()
+        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                             do_sample=False, eos_token_id=eos, pad_token_id=pad)
+        seconds = time.perf_counter() - t0
+        for row, i in enumerate(batch):
+            new = out[row, width:].tolist()
+            n_out = next((j for j, t in enumerate(new) if t in eos), len(new))
+            results[i] = {
+                "answer": tok.decode(new[:n_out], skip_special_tokens=True).strip(),
+                "tokens_in": len(ids[i]), "tokens_out": n_out,
+                "gen_seconds": seconds, "batch": len(batch),
+            }
+    return results

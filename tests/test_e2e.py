@@ -1,0 +1,58 @@
+"""End to end with the real shipped models: index, LoRA (2 steps), four systems, five questions."""
+
+import subprocess
+import sys
+
+import pandas as pd
+
+from compare.harness import CompareConfig, run, summarize
+
+
+def test_compare_five_questions_with_real_models(tmp_path, smollm2_path):
+    cfg = CompareConfig(limit=5, max_steps=2, out=str(tmp_path / "run"))
+    records = run(cfg, progress=False)
+    assert len(records) == 4 * 5
+    assert list(records["system"].unique()) == ["base", "rag", "ft", "ft+rag"]
+    for col in ["question", "retrieved_ids", "retrieved_scores", "prompt", "answer", "correct", "abstained",
+                "hallucinated", "tokens_in", "tokens_out", "latency_seconds"]:
+        assert col in records
+    rag = records[records["system"] == "rag"]
+    base = records[records["system"] == "base"]
+    assert all(len(ids) == 3 for ids in rag["retrieved_ids"])
+    assert all("Documents:" in p for p in rag["prompt"]) and not any("Documents:" in p for p in base["prompt"])
+    assert (rag["tokens_in"].to_numpy() > base["tokens_in"].to_numpy()).all()
+    assert (records["tokens_out"] > 0).any()
+
+    summary = summarize(records)
+    assert list(summary["system"]) == ["base", "rag", "ft", "ft+rag"]
+    assert (summary.set_index("system").loc[["ft", "ft+rag"], "train_seconds"] > 0).all()
+    saved = pd.read_csv(tmp_path / "run" / "summary.csv")
+    assert list(saved["system"]) == list(summary["system"])
+    assert len(pd.read_csv(tmp_path / "run" / "records.csv")) == 20
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def ragft(*args):
+    return subprocess.run([sys.executable, "-m", "compare.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_help_lists_config_fields():
+    out = ragft("compare", "--help")
+    assert out.returncode == 0
+    assert "--top-k" in out.stdout and "Chunks put into the prompt" in out.stdout
+    for cmd in ("index", "ask", "finetune"):
+        assert ragft(cmd, "--help").returncode == 0
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    for args, message in [
+        (["compare", "--corpus", "nope"], "unknown corpus 'nope'"),
+        (["ask", "Who?", "--index", str(tmp_path / "missing")], "no manifest.json"),
+        (["ask", "Who?", "--retriever", "magic"], "unknown retriever 'magic'"),
+        (["finetune", "--generator", str(tmp_path)], "not a model directory"),
+        (["compare", "--systems", "base,oracle"], "unknown system oracle"),
+    ]:
+        out = ragft(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert message in out.stderr and "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
