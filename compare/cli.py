@@ -14,7 +14,9 @@ import click
 
 from compare.harness import CompareConfig
 from corpora.errors import InputError
+from benchmarks.training import TrainingBenchConfig
 from finetune.train import FinetuneConfig
+from finetune.lora import MergeConfig
 from rag.index import IndexConfig
 from rag.pipeline import AskConfig
 
@@ -101,12 +103,37 @@ def ask(**kw):
 @cli.command()
 @config_options(FinetuneConfig)
 def finetune(**kw):
-    """Train a LoRA adapter on the corpus's train split (peft format + cost.json)."""
+    """Fine-tune on the corpus's train split: adapter (peft format) or full model, + cost.json."""
     from finetune.train import train
 
     rec = train(FinetuneConfig(**kw))
-    click.echo(f"{rec['adapter']}: {rec['steps']} steps, {rec['train_seconds']:.0f} s, "
-               f"{rec['tokens_per_second']:.0f} tokens/s, final loss {rec['final_loss']:.3f}")
+    evl = f", eval loss {rec['final_eval_loss']:.3f}" if rec["final_eval_loss"] is not None else ""
+    click.echo(f"{rec['adapter']}: {rec['method']} on {','.join(rec['data'])}, {rec['steps']} steps, "
+               f"{rec['train_seconds']:.0f} s, {rec['tokens_per_second']:.0f} tokens/s, "
+               f"final loss {rec['final_loss']:.3f}{evl}")
+
+
+@cli.command()
+@config_options(MergeConfig)
+def merge(**kw):
+    """Fold a LoRA/DoRA adapter into the base model and save a standalone model directory."""
+    from finetune.lora import merge as merge_adapter
+
+    click.echo(f"{merge_adapter(MergeConfig(**kw))}: standalone model (use it with --generator)")
+
+
+@cli.group()
+def bench():
+    """Speed benchmarks: figures and ratios measured side by side in one process."""
+
+
+@bench.command("training")
+@config_options(TrainingBenchConfig)
+def bench_training(**kw):
+    """LoRA tokens/s and peak memory of ragft's trainer vs a plain transformers.Trainer (same data, model, batch)."""
+    from benchmarks.training import bench_training as run_training_bench
+
+    run_training_bench(TrainingBenchConfig(**kw), echo=click.echo)
 
 
 @cli.command("compare")

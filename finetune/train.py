@@ -1,7 +1,19 @@
-"""The training loop: LoRA on the base model over the corpus's train split; CPU fp32 or CUDA bf16.
+"""The training loop: LoRA / DoRA / QLoRA / full fine-tuning on the corpus's data recipes.
 
-Writes to cfg.out (via a temp folder, renamed at the end): the peft adapter and cost.json
-(wall seconds, trained tokens, tokens/s, device, loss per step).
+CPU: fp32. CUDA: bf16 autocast + SDPA. Several GPUs: `accelerate launch -m compare.cli finetune ...` runs this
+same code under DDP (accelerate's Accelerator; each process takes every world_size-th micro-batch).
+
+Writes to cfg.out (via a temp folder, renamed at the end): the peft adapter (or, for method full, a standalone
+model folder) and cost.json (wall seconds, trained tokens, tokens/s, peak memory, device, epochs, loss curve,
+eval loss per epoch). Checkpoints (cfg.save_every) go to <out>-checkpoints/step-N, each written to a temp
+folder and renamed, so a killed run leaves only complete ones; --resume continues from the last.
+
+Two things make a step cheaper than a plain transformers.Trainer step on the same batch (`ragft bench
+training` measures it). The prompt prefix all rows of a batch share (the system prompt and "Question:", ~29 of
+~70 tokens of a closed-book chat) runs once, as a key/value cache repeated over the rows. And loss is computed
+only where labels are set: the model is asked for logits of the last K positions only
+(left padding puts every answer at the end), so the 49k-vocabulary head and softmax run on ~10 of ~70
+positions of a QA example.
 """
 
 from __future__ import annotations
@@ -13,15 +25,17 @@ import random
 import shutil
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from corpora import DEFAULT_CORPUS, load_corpus
-from finetune.data import batches, qa_examples, tokenize_example
-from finetune.lora import add_lora, count_parameters
-from rag.models import DEFAULT_GENERATOR, load_causal_lm
+from corpora.errors import InputError
+from finetune.data import RECIPES, batches, build_examples, heldout_examples, tokenize_item
+from finetune.lora import LLAMA_TARGETS, check_method, count_parameters, load_4bit, prepare, save_trained
+from rag.models import DEFAULT_GENERATOR, load_causal_lm, pick_device, resolve_generator
 
 
 @dataclass
@@ -29,43 +43,175 @@ class FinetuneConfig:
     corpus: str = DEFAULT_CORPUS
     """Shipped corpus name or a folder with docs.jsonl and qa.jsonl (its train split is used)."""
     out: str = ""
-    """Adapter directory (default: runs/adapter-<corpus>)."""
+    """Output directory (default: runs/adapter-<corpus>)."""
     generator: str = DEFAULT_GENERATOR
     """Base model: 'smollm2-135m' (shipped) or a local HF model directory."""
+    method: str = "lora"
+    """lora | dora | qlora (4-bit base, CUDA only) | full (all weights; saves a standalone model folder)."""
+    data: str = "qa,paraphrase"
+    """Data recipes, comma-separated: qa, docs, paraphrase, raft."""
+    paraphrases: int = 4
+    """paraphrase recipe: rewordings of each train question."""
+    raft_distractors: int = 2
+    """raft recipe: distractor chunks per question."""
+    raft_p_no_gold: float = 0.2
+    """raft recipe: probability that the gold chunk is left out of the prompt."""
+    abstain: bool = True
+    """Train unanswerable questions to answer "I don't know."."""
     epochs: float = 3.0
     """Passes over the training examples (ignored when max_steps > 0)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: use epochs)."""
     batch_size: int = 8
-    """Examples per step."""
+    """Examples per micro-batch (per process)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
     lr: float = 1e-3
-    """Peak learning rate (AdamW, linear warmup then cosine decay)."""
+    """Peak learning rate (AdamW, linear warmup then cosine decay to 10%)."""
     warmup: float = 0.1
     """Fraction of steps spent warming up the learning rate."""
-    max_len: int = 128
-    """Tokens per example, longer ones keep their end (the answer)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (global L2 norm)."""
+    max_len: int = 512
+    """Tokens per example at most; longer chats keep their end (the answer), texts their start."""
+    doc_chunk_tokens: int = 128
+    """docs recipe: tokens per document piece (cut at sentence ends)."""
     rank: int = 16
     """LoRA rank r."""
     alpha: int = 32
     """LoRA alpha (scale = alpha / r)."""
     dropout: float = 0.05
     """LoRA dropout."""
-    abstain: bool = True
-    """Train unanswerable questions to answer "I don't know."."""
+    targets: str = ",".join(LLAMA_TARGETS)
+    """Modules that get adapters, comma-separated."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding)."""
+    share_prefix: bool = True
+    """Run the prompt prefix a batch shares (system prompt) once per batch instead of once per row."""
+    grad_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% slower)."""
+    eval_size: int = 64
+    """Held-out slice: train facts asked in an unseen wording, loss measured each epoch (0: off)."""
+    patience: int = 0
+    """Early stopping: stop after this many epochs without a lower eval loss and keep the best (0: off)."""
+    save_every: int = 0
+    """Checkpoint every N optimizer steps to <out>-checkpoints/ (0: never)."""
+    resume: bool = False
+    """Continue from the last checkpoint in <out>-checkpoints/."""
     seed: int = 0
-    """Seed for LoRA init and batch order."""
+    """Seed for adapter init, data recipes and batch order."""
     device: str = "auto"
     """auto | cpu | cuda (bf16 when supported)."""
 
 
+# Fields a resumed run may change without changing what is trained.
+RESUMABLE = {"resume", "save_every", "device", "out"}
+
+
+def output_dir(cfg: FinetuneConfig) -> Path:
+    return Path(cfg.out) if cfg.out else Path("runs") / f"adapter-{Path(cfg.corpus).name}"
+
+
+def checkpoint_root(cfg: FinetuneConfig) -> Path:
+    out = output_dir(cfg)
+    return out.parent / f"{out.name}-checkpoints"
+
+
+def parse_recipes(data: str) -> list[str]:
+    recipes = [r.strip() for r in data.split(",") if r.strip()]
+    bad = [r for r in recipes if r not in RECIPES]
+    if bad or not recipes:
+        raise InputError(f"unknown data recipe {', '.join(bad) or repr(data)}: choose from {', '.join(RECIPES)}")
+    return recipes
+
+
 def collate(batch: list[dict], pad_id: int, device) -> dict:
-    """Right-pad a batch: input_ids (B, T), attention_mask (B, T), labels (B, T) with -100 on padding."""
+    """Left-pad a batch: input_ids, attention_mask, position_ids, labels (B, T); labels -100 on padding.
+
+    Left padding ends every row at T, so the labelled tokens (a chat's answer) sit in the last columns.
+    The label of position t is the target of the logits at t-1 (shifted in loss_sum).
+    position_ids count real tokens only, as if the row were unpadded.
+    """
     width = max(len(x["input_ids"]) for x in batch)
-    ids = [x["input_ids"] + [pad_id] * (width - len(x["input_ids"])) for x in batch]
-    labels = [x["labels"] + [-100] * (width - len(x["labels"])) for x in batch]
-    mask = [[1] * len(x["input_ids"]) + [0] * (width - len(x["input_ids"])) for x in batch]
+    pads = [width - len(x["input_ids"]) for x in batch]
+    ids = [[pad_id] * p + x["input_ids"] for p, x in zip(pads, batch)]
+    # A row's first token has no predictor (the position before it is padding): never a target.
+    labels = [[-100] * (p + 1) + x["labels"][1:] for p, x in zip(pads, batch)]
+    mask = [[0] * p + [1] * len(x["input_ids"]) for p, x in zip(pads, batch)]
+    pos = [[0] * p + list(range(len(x["input_ids"]))) for p, x in zip(pads, batch)]
     return {k: torch.tensor(v, device=device) for k, v in
-            (("input_ids", ids), ("attention_mask", mask), ("labels", labels))}
+            (("input_ids", ids), ("attention_mask", mask), ("position_ids", pos), ("labels", labels))}
+
+
+def shared_prefix_len(batch: list[dict], min_len: int = 8) -> int:
+    """Tokens at the start of every row (the system prompt and "Question:" of closed-book chats), stopping
+    before any row's first target; 0 when shorter than min_len or the batch has one row."""
+    if len(batch) < 2:
+        return 0
+    rows = [x["input_ids"] for x in batch]
+    limit = min(min(len(r) - 1 for r in rows),
+                min(next((i for i, l in enumerate(x["labels"]) if l != -100), len(x["labels"])) - 1 for x in batch))
+    p = 0
+    while p < limit and all(r[p] == rows[0][p] for r in rows):
+        p += 1
+    return p if p >= min_len else 0
+
+
+def make_inputs(batch: list[dict], pad_id: int, device, share_prefix: bool) -> dict:
+    """collate(), or with share_prefix and a common prefix of P tokens: "prefix_ids" (1, P) run once, then the
+    rows' remainders left-padded, attention_mask (B, P + T) and position_ids continuing from P."""
+    p = shared_prefix_len(batch) if share_prefix else 0
+    if p == 0:
+        return collate(batch, pad_id, device)
+    rest = collate([{"input_ids": x["input_ids"][p:], "labels": x["labels"][p:]} for x in batch], pad_id, device)
+    rest["prefix_ids"] = torch.tensor([batch[0]["input_ids"][:p]], device=device)
+    rest["attention_mask"] = torch.cat([torch.ones(len(batch), p, dtype=torch.long, device=device),
+                                        rest["attention_mask"]], dim=1)
+    rest["position_ids"] = rest["position_ids"] + p
+    return rest
+
+
+def keep_last(labels: torch.Tensor) -> int:
+    """K such that the last K positions hold every predictor of a labelled token (position t predicts t+1)."""
+    labelled = (labels != -100).any(dim=0).nonzero()
+    if len(labelled) == 0:
+        return 1
+    return min(labels.shape[1], labels.shape[1] - int(labelled[0]) + 1)
+
+
+def loss_sum(model, inputs: dict) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy over labelled tokens, their count). Logits only for the last keep_last positions."""
+    labels = inputs["labels"]
+    T, K = labels.shape[1], keep_last(labels)
+    cache = None
+    if "prefix_ids" in inputs:  # the shared prefix once, its keys/values repeated for every row (gradients add up)
+        cache = model(input_ids=inputs["prefix_ids"], use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(labels.shape[0])
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                   position_ids=inputs["position_ids"], past_key_values=cache, use_cache=cache is not None,
+                   logits_to_keep=K).logits  # (B, K, V)
+    target = labels[:, T - K + 1:]  # (B, K-1): the tokens positions T-K .. T-2 predict
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                             target.reshape(-1), ignore_index=-100, reduction="sum")
+    return loss, int((target != -100).sum())
+
+
+@torch.no_grad()
+def eval_loss(model, data: list[dict], batch_size: int, pad_id: int, device, use_bf16: bool,
+              share_prefix: bool = True) -> float:
+    """Mean cross-entropy per labelled token over data (dropout off)."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    for s in range(0, len(data), batch_size):
+        inputs = make_inputs(data[s:s + batch_size], pad_id, device, share_prefix)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss, count = loss_sum(model, inputs)
+        total, n = total + loss.item(), n + count
+    model.train(was_training)
+    return total / max(1, n)
 
 
 def lr_at(step: int, total: int, warmup_steps: int, peak: float) -> float:
@@ -76,79 +222,271 @@ def lr_at(step: int, total: int, warmup_steps: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list[list[dict]] | None = None,
-          progress: bool = True) -> dict:
-    """Train a LoRA adapter and save it to cfg.out. Returns the cost record (also written as cost.json).
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """Every trainable tensor by name (tied weights once): the LoRA matrices, or all weights for full."""
+    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
-    model/tokenizer/examples may be passed in (tests use a tiny model); otherwise they come from cfg.
+
+# ---- checkpoints: safetensors for tensors, JSON for the rest; nothing is unpickled on resume ----
+
+def save_checkpoint(root: Path, step: int, model, opt, state: dict, best: dict | None) -> Path:
+    """root/step-<step>/: trainable.safetensors, optimizer.safetensors, rng.safetensors, [best.safetensors],
+    state.json (step, counters, loss curve, optimizer param groups, Python RNG). Older checkpoints removed."""
+    from safetensors.torch import save_file
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step}-"))
+    save_file(trainable_state(model), tmp / "trainable.safetensors")
+    opt_state = opt.state_dict()
+    save_file({f"{i}.{k}": v.contiguous() for i, s in opt_state["state"].items() for k, v in s.items()},
+              tmp / "optimizer.safetensors")
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    save_file(rng, tmp / "rng.safetensors")
+    if best is not None:
+        save_file(best, tmp / "best.safetensors")
+    py_state = random.getstate()
+    (tmp / "state.json").write_text(json.dumps({
+        **state, "param_groups": opt_state["param_groups"],
+        "python_random": [py_state[0], list(py_state[1]), py_state[2]],
+    }))
+    final = root / f"step-{step:07d}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in root.glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def last_checkpoint(root: Path) -> Path | None:
+    done = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, model, opt, device) -> tuple[dict, dict | None]:
+    """Restore model, optimizer and RNG in place -> (state.json contents, best weights or None)."""
+    from safetensors.torch import load_file
+
+    state = json.loads((path / "state.json").read_text())
+    weights = load_file(path / "trainable.safetensors", device=str(device))
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
+    if missing:
+        raise InputError(f"checkpoint does not fit this model ({len(missing)} trainable tensors missing)", str(path))
+    with torch.no_grad():
+        for n, v in weights.items():
+            params[n].copy_(v)
+    flat = load_file(path / "optimizer.safetensors", device=str(device))
+    opt_state: dict = {"state": {}, "param_groups": state["param_groups"]}
+    for key, v in flat.items():
+        i, k = key.split(".", 1)
+        opt_state["state"].setdefault(int(i), {})[k] = v.cpu() if k == "step" else v
+    opt.load_state_dict(opt_state)
+    rng = load_file(path / "rng.safetensors")
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
+    v, internal, gauss = state["python_random"]
+    random.setstate((v, tuple(internal), gauss))
+    best = load_file(path / "best.safetensors", device=str(device)) if (path / "best.safetensors").is_file() else None
+    return state, best
+
+
+def load_model(cfg: FinetuneConfig, device: str):
+    check_method(cfg.method, device)
+    if cfg.method == "qlora":
+        from transformers import AutoTokenizer
+
+        path = resolve_generator(cfg.generator)
+        tok = AutoTokenizer.from_pretrained(path)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return load_4bit(path), tok
+    return load_causal_lm(cfg.generator, device)
+
+
+def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None = None,
+          eval_examples: list | None = None, progress: bool = True) -> dict:
+    """Train and save to cfg.out. Returns the cost record (also written as cost.json).
+
+    model/tokenizer/examples/eval_examples may be passed in (tests use a tiny model); otherwise they come from cfg.
+    examples: chats (lists of turns) and/or plain texts, as finetune.data builds them.
     """
+    from accelerate import Accelerator
+
+    wall0 = time.perf_counter()
+    recipes = parse_recipes(cfg.data)
+    targets = [t.strip() for t in cfg.targets.split(",") if t.strip()]
+    check_method(cfg.method, cfg.device if model is None else next(model.parameters()).device.type)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out) if cfg.out else Path("runs") / f"adapter-{Path(cfg.corpus).name}"
-    if examples is None:
-        examples = qa_examples(load_corpus(cfg.corpus), abstain=cfg.abstain)
+    out, ckpt_root = output_dir(cfg), checkpoint_root(cfg)
+
+    want_cuda = model is None and pick_device(cfg.device) == "cuda"
+    acc = Accelerator(cpu=not want_cuda and (model is None or next(model.parameters()).device.type == "cpu"))
     if model is None:
-        model, tokenizer = load_causal_lm(cfg.generator, cfg.device)
+        model, tokenizer = load_model(cfg, str(acc.device))
     device = next(model.parameters()).device
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    model = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout)
+    if cfg.method == "full" and device.type == "cuda":
+        model.float()  # full fine-tuning keeps fp32 master weights; bf16 only inside autocast
+    corpus = None
+    if examples is None or (eval_examples is None and cfg.eval_size > 0):
+        corpus = load_corpus(cfg.corpus)
+    if examples is None:
+        examples = build_examples(corpus, recipes, tokenizer, abstain=cfg.abstain, paraphrases_n=cfg.paraphrases,
+                                  raft_distractors=cfg.raft_distractors, raft_p_no_gold=cfg.raft_p_no_gold,
+                                  doc_chunk_tokens=cfg.doc_chunk_tokens, seed=cfg.seed)
+    if eval_examples is None:
+        eval_examples = heldout_examples(corpus, cfg.eval_size, cfg.abstain, cfg.seed) if cfg.eval_size > 0 else []
+    if not examples:
+        raise InputError(f"no training examples from recipes {cfg.data!r} on corpus {cfg.corpus!r}")
+
+    model = prepare(model, cfg.method, cfg.rank, cfg.alpha, cfg.dropout, targets)
+    if cfg.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     trainable, total_params = count_parameters(model)
-    data = [tokenize_example(tokenizer, m, cfg.max_len) for m in examples]
-    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    data = [tokenize_item(tokenizer, m, cfg.max_len) for m in examples]
+    held = [tokenize_item(tokenizer, m, cfg.max_len) for m in eval_examples]
+    world, rank = acc.num_processes, acc.process_index
+    n_micro = len(batches(data, cfg.batch_size, cfg.seed, 0))
+    # Every process must take the same number of steps (DDP); a single process keeps the last partial step.
+    steps_per_epoch = max(1, n_micro // (world * cfg.grad_accum) if world > 1 else math.ceil(n_micro / cfg.grad_accum))
     total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
     warmup_steps = max(1, round(cfg.warmup * total))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    state = {"step": 0, "tokens": 0, "train_seconds": 0.0, "losses": [], "eval_losses": [], "best_eval": None,
+             "best_step": None, "bad_evals": 0, "stopped_early": False, "resumed_from": None,
+             "config": asdict(cfg)}
+    best = None
+    if cfg.resume:
+        last = last_checkpoint(ckpt_root)
+        if last is None:
+            raise InputError("--resume: no checkpoint to resume from", str(ckpt_root))
+        saved_state, best = load_checkpoint(last, model, opt, device)
+        changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE and saved_state["config"].get(k) != v]
+        if changed:
+            raise InputError(f"--resume: settings differ from the checkpoint's: {', '.join(changed)}", str(last))
+        state.update({k: v for k, v in saved_state.items() if k in state})
+        state["resumed_from"] = str(last)
+        state["config"] = asdict(cfg)
+    model, opt = acc.prepare(model, opt)
+    # One forward per micro-batch under DDP, and gradient checkpointing drops caches: both turn prefix sharing off.
+    share_prefix = cfg.share_prefix and world == 1 and not cfg.grad_checkpointing
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(device)
 
     bar = None
-    if progress:
+    if progress and acc.is_main_process:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc="finetune", unit="step")
-    losses, tokens, step, t0 = [], 0, 0, time.perf_counter()
-    while step < total:
-        for batch in batches(data, cfg.batch_size, cfg.seed, epoch=step // steps_per_epoch):
+        bar = tqdm(total=total, initial=state["step"], desc=f"finetune {cfg.method}", unit="step")
+    params = [p for p in model.parameters() if p.requires_grad]
+    t0, seconds0 = time.perf_counter(), state["train_seconds"]
+    step = state["step"]
+    while step < total and not state["stopped_early"]:
+        epoch, in_epoch = divmod(step, steps_per_epoch)
+        micro = batches(data, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length)
+        for s in range(in_epoch, steps_per_epoch):
             if step >= total:
                 break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, warmup_steps, cfg.lr)
-            inputs = collate(batch, pad_id, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**inputs).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            mine = [micro[i] for i in range(s * world * cfg.grad_accum, (s + 1) * world * cfg.grad_accum)
+                    if i < len(micro) and i % world == rank]
+            batch_inputs = [make_inputs(b, pad_id, device, share_prefix) for b in mine]
+            n_label = max(1, sum(int((x["labels"][:, 1:] != -100).sum()) for x in batch_inputs))
+            step_loss = 0.0
+            for j, inputs in enumerate(batch_inputs):
+                sync = j == len(batch_inputs) - 1
+                with (nullcontext() if sync else acc.no_sync(model)):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        loss, _ = loss_sum(model, inputs)
+                        loss = loss / n_label  # mean over the step's labelled tokens
+                    acc.backward(loss)
+                step_loss += loss.item()
+                state["tokens"] += int(inputs["attention_mask"].sum()) * world
+            acc.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            tokens += int(inputs["attention_mask"].sum())
-            losses.append(round(loss.item(), 5))
             step += 1
+            state["step"] = step
+            state["losses"].append(round(step_loss, 5))
+            state["train_seconds"] = seconds0 + time.perf_counter() - t0
             if bar is not None:
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+                bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{state['tokens'] / state['train_seconds']:.0f}")
                 bar.update(1)
+            if (s == steps_per_epoch - 1 or step >= total) and held:
+                best = end_of_epoch_eval(model, acc, held, cfg, pad_id, device, use_bf16, share_prefix, state, best,
+                                         step / steps_per_epoch)
+            if cfg.save_every and step % cfg.save_every == 0 and step < total:
+                if acc.is_main_process:
+                    save_checkpoint(ckpt_root, step, acc.unwrap_model(model), opt, state, best)
+                acc.wait_for_everyone()
+            if state["stopped_early"]:
+                break
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
+    model = acc.unwrap_model(model)
+    if best is not None and cfg.patience > 0:  # early stopping keeps the weights of the best epoch
+        params_by_name = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, v in best.items():
+                params_by_name[n].copy_(v)
     model.eval()
 
+    seconds = state["train_seconds"]
+    evals = state["eval_losses"]
     record = {
-        "config": asdict(cfg), "steps": step, "examples": len(data), "epochs": step / steps_per_epoch,
-        "train_seconds": round(seconds, 3), "trained_tokens": tokens, "tokens_per_second": round(tokens / seconds, 1),
+        "config": asdict(cfg), "method": cfg.method, "data": recipes, "steps": step, "examples": len(data),
+        "eval_examples": len(held), "epochs": round(step / steps_per_epoch, 3), "steps_per_epoch": steps_per_epoch,
+        "processes": world, "train_seconds": round(seconds, 3), "wall_seconds": None,
+        "trained_tokens": state["tokens"], "tokens_per_second": round(state["tokens"] / max(seconds, 1e-9), 1),
         "trainable_params": trainable, "total_params": total_params,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
-        "peak_memory_bytes": peak_memory(device), "final_loss": losses[-1], "losses": losses,
+        "dtype": "bf16" if use_bf16 else "fp32", "peak_memory_bytes": peak_memory(device),
+        "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+        "final_loss": state["losses"][-1] if state["losses"] else None,
+        "final_train_loss": round(sum(state["losses"][-10:]) / max(1, len(state["losses"][-10:])), 5) if state["losses"] else None,
+        "final_eval_loss": evals[-1]["eval_loss"] if evals else None,
+        "best_eval_loss": state["best_eval"], "best_step": state["best_step"], "stopped_early": state["stopped_early"],
+        "resumed_from": state["resumed_from"], "losses": state["losses"], "eval_losses": evals,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
-    model.save_pretrained(tmp, safe_serialization=True)
-    (tmp / "cost.json").write_text(json.dumps(record, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    if acc.is_main_process:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
+        save_trained(model, tokenizer, cfg.method, tmp)
+        record["wall_seconds"] = round(time.perf_counter() - wall0, 3)
+        (tmp / "cost.json").write_text(json.dumps(record, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        shutil.rmtree(ckpt_root, ignore_errors=True)  # finished: checkpoints are no longer needed
+    acc.wait_for_everyone()
     record["adapter"] = str(out)
     return record
+
+
+def end_of_epoch_eval(model, acc, held, cfg, pad_id, device, use_bf16, share_prefix, state, best, epoch: float):
+    """Eval loss on the held-out slice (every process computes all of it: it is small); early-stopping bookkeeping."""
+    loss = eval_loss(model, held, cfg.batch_size, pad_id, device, use_bf16, share_prefix)
+    state["eval_losses"].append({"epoch": round(epoch, 3), "step": state["step"], "eval_loss": round(loss, 5)})
+    if state["best_eval"] is None or loss < state["best_eval"]:
+        state["best_eval"], state["best_step"], state["bad_evals"] = round(loss, 5), state["step"], 0
+        if cfg.patience > 0:
+            best = {k: v.clone() for k, v in trainable_state(acc.unwrap_model(model)).items()}
+    else:
+        state["bad_evals"] += 1
+        if cfg.patience > 0 and state["bad_evals"] >= cfg.patience:
+            state["stopped_early"] = True
+    return best
 
 
 def peak_memory(device: torch.device) -> int:
