@@ -14,6 +14,9 @@ import click
 
 from compare.harness import CompareConfig
 from corpora.errors import InputError
+from corpora.stats import ListConfig, StatsConfig
+from corpora.synth import SynthConfig
+from corpora.validate import ValidateConfig
 from benchmarks.training import TrainingBenchConfig
 from finetune.train import FinetuneConfig
 from finetune.lora import MergeConfig
@@ -146,6 +149,56 @@ def compare_cmd(**kw):
     records = run(CompareConfig(**kw))
     click.echo(format_table(summarize(records)))
     click.echo(f"\nrecords and summary: {records.attrs['run_dir']}")
+
+
+@cli.group("corpora")
+def corpora_group():
+    """Shipped corpora and users' data: list, stats, validate, and the synthetic corpus generator."""
+
+
+@corpora_group.command("list")
+@config_options(ListConfig)
+def corpora_list(**kw):
+    """One row per shipped corpus: documents, questions by split and kind, shares, updates."""
+    from corpora.stats import list_table
+
+    click.echo(list_table().to_string(index=False))
+
+
+@corpora_group.command("stats")
+@config_options(StatsConfig, positional=("corpus",))
+def corpora_stats(**kw):
+    """Question counts by kind and split, % unanswerable and multi_hop, new test facts, updates."""
+    from corpora import load_corpus
+    from corpora.stats import format_stats
+
+    click.echo(format_stats(load_corpus(StatsConfig(**kw).corpus)))
+
+
+@corpora_group.command("validate")
+@config_options(ValidateConfig, positional=("path",))
+def corpora_validate(**kw):
+    """Report every problem of a corpus as file:line: message (exit 2), or one OK line (exit 0)."""
+    from corpora.validate import summary, validate
+
+    cfg = ValidateConfig(**kw)
+    corpus, problems = validate(cfg.path, cfg.jaccard)
+    for p in problems:
+        click.echo(str(p))
+    if problems:
+        click.echo(f"ragft: {len(problems)} problem{'s' * (len(problems) != 1)} in {cfg.path}", err=True)
+        sys.exit(2)
+    click.echo(summary(corpus))
+
+
+@corpora_group.command("synth")
+@config_options(SynthConfig)
+def corpora_synth(**kw):
+    """Write a seeded fictional corpus (docs.jsonl + qa.jsonl) of any size: same seed, same bytes."""
+    from corpora.synth import generate
+
+    rec = generate(SynthConfig(**kw), progress=True)
+    click.echo(f"{rec['out']}: {rec['docs']} documents, {rec['questions']} questions, {rec['seconds']:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
