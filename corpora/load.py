@@ -37,7 +37,7 @@ def load_path(path: Path, problems: Problems | None = None) -> Corpus:
         return load_beir(path, problems)
     if path.is_file() and path.suffix.lower() == ".json":
         return load_squad(path, problems)
-    if path.is_dir() and any(p.suffix.lower() in TEXT_SUFFIXES for p in path.rglob("*") if p.is_file()):
+    if path.is_dir() and text_files(path):
         return load_text_folder(path, problems)
     problems.add("not a corpus: expected a folder with docs.jsonl (native) or corpus.jsonl (BEIR), "
                  "a SQuAD .json file, or a folder of .txt/.md files", path)
@@ -183,11 +183,17 @@ def first_heading(text: str) -> str:
     return ""
 
 
+def text_files(folder: Path) -> list[Path]:
+    """The .txt/.md files below folder, sorted; hidden files and folders (.git, .obsidian) left out."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def load_text_folder(folder: Path, problems: Problems | None = None) -> Corpus:
     """Every .txt/.md file below the folder, sorted by relative path; documents only, no questions."""
     problems = Problems(strict=True) if problems is None else problems
     docs = []
-    for p in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES):
+    for p in text_files(folder):
         raw = p.read_bytes()
         try:
             text = raw.decode("utf-8").removeprefix("\ufeff")

@@ -53,6 +53,7 @@ SYLLABLES = ("ka", "vel", "mor", "tri", "sal", "den", "or", "ith", "ban", "rel",
              "hal", "is", "jor", "kel", "lir", "mar", "nor", "oss", "pel", "quin", "ros", "sar", "tam", "ul", "var",
              "wen", "yar", "zor", "bre", "cal", "dun", "esk", "fal", "gri", "hol")  # 40
 SURNAME_ENDS = ("", "e", "in", "ard", "wick", "ley", "mont", "ske")
+_S = len(SYLLABLES)
 FIRST_NAMES = ("Aldric", "Berra", "Corvin", "Dessa", "Edrin", "Fenna", "Gaspard", "Hesper", "Ilsa", "Joren",
                "Kestra", "Lorcan", "Maelis", "Nerith", "Odran", "Perrin", "Quilla", "Rowan", "Sabeth", "Tobin",
                "Ursel", "Varro", "Wynne", "Yselle", "Zander", "Aveline", "Bram", "Celest", "Dorian", "Elowen",
@@ -160,8 +161,13 @@ def town_namer(seed: int, n: int):
     return name
 
 
+def word(r: int) -> str:
+    """A two-syllable invented word (river names, festival names) from the low digits of r."""
+    return (SYLLABLES[r % _S] + SYLLABLES[r // _S % _S]).capitalize()
+
+
 def person(r: int) -> str:
-    s = len(SYLLABLES)
+    s = _S
     first = FIRST_NAMES[r % len(FIRST_NAMES)]
     r //= len(FIRST_NAMES)
     sur = SYLLABLES[r % s] + SYLLABLES[r // s % s] + SURNAME_ENDS[r // (s * s) % len(SURNAME_ENDS)]
@@ -184,13 +190,16 @@ def town(i: int, h: list[int], n: int, name) -> dict:
     return {
         "i": i, "n": name(i), "province": PROVINCES[h[0] % len(PROVINCES)], "founded": str(1050 + h[1] % 840),
         "founder": person(h[2]), "mother": name(mother), "mother_i": mother,
-        "population": f"{1200 + h[3] % 948800:,}", "river": SYLLABLES[h[4] % 40].capitalize() + SYLLABLES[h[4] // 40 % 40],
-        "export": EXPORTS[h[5] % len(EXPORTS)], "mayor": person(h[6]),
-        "festival": f"{(SYLLABLES[h[7] % 40] + SYLLABLES[h[7] // 40 % 40]).capitalize()} "
-                    f"{FESTIVAL_KINDS[h[7] // 1600 % len(FESTIVAL_KINDS)]}",
+        "population": f"{1200 + h[3] % 948800:,}", "river": word(h[4]), "export": EXPORTS[h[5] % len(EXPORTS)],
+        "mayor": person(h[6]), "festival": f"{word(h[7])} {FESTIVAL_KINDS[h[7] // _S ** 2 % len(FESTIVAL_KINDS)]}",
         "elevation": f"{3 + h[8] % 2400} metres",
         "held": pick(h[9] >> 1, 1 + (h[9] & 1), HOLDABLE),
     }
+
+
+def link_facts(j: int, h: list[int]) -> dict:
+    """The facts of town j that multi_hop questions ask (as in `town`, which they must equal), without the rest."""
+    return {"province": PROVINCES[h[0] % len(PROVINCES)], "founder": person(h[2])}
 
 
 def document(t: dict, h: list[int]) -> dict:
@@ -267,14 +276,14 @@ def generate(cfg: SynthConfig, progress: bool = False) -> dict:
             mothers = np.array([t["mother_i"] for t, _ in asked], dtype=np.uint64)
             lines = []
             for (t, h), mi, mh in zip(asked, mothers.tolist(), draws(cfg.seed, mothers)):
-                m = town(mi, mh, n, name)
-                m["id"] = f"syn-{mi:0{width}d}"
+                m = {**link_facts(mi, mh), "id": f"syn-{mi:0{width}d}"}
                 qs = questions(t, m, h)
                 n_q += len(qs)
                 lines.extend(json.dumps(q) + "\n" for q in qs)
             fq.write("".join(lines))
             if progress and start and start % (BLOCK * 16) == 0:
                 print(f"synth: {start} documents", flush=True)
+    # The output folder is left out, so the same seed and size give the same bytes wherever they are written.
     info = {"generator": "corpora/synth.py", "format": 1, **asdict(cfg), "out": None, "questions": n_q}
     (out / "synth.json").write_text(json.dumps(info, indent=1) + "\n")
     return {"out": str(out), "docs": n, "questions": n_q, "seconds": time.perf_counter() - t0}

@@ -112,6 +112,8 @@ def test_text_folder_documents_only(tmp_path):
     (d / "intro.md").write_text("Some preface.\n\n# Welcome to Brindle\n\nBrindle is a queue.\n")
     (d / "guide" / "ports.txt").write_text("Lantern listens on port 9130.\n")
     (d / "image.png").write_bytes(b"\x89PNG")
+    (d / ".git").mkdir()
+    (d / ".git" / "notes.md").write_text("# not a document\n")
     c = load_corpus(str(d))
     assert c.fmt == "text" and c.qa == []
     assert [(x["id"], x["title"]) for x in c.docs] == [("guide/ports.txt", "ports"), ("intro.md", "Welcome to Brindle")]
