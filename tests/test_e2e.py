@@ -1,4 +1,4 @@
-"""End to end with the real shipped models: index, LoRA (2 steps), four systems, five questions."""
+"""End to end with the real shipped models: index, LoRA (2 steps), four systems, five questions, run twice."""
 
 import subprocess
 import sys
@@ -19,7 +19,7 @@ def test_compare_five_questions_with_real_models(tmp_path, smollm2_path):
     rag = records[records["system"] == "rag"]
     base = records[records["system"] == "base"]
     assert all(len(ids) == 3 for ids in rag["retrieved_ids"])
-    assert all("Documents:" in p for p in rag["prompt"]) and not any("Documents:" in p for p in base["prompt"])
+    assert all("[atl-" in p for p in rag["prompt"]) and not any("[atl-" in p for p in base["prompt"])
     assert (rag["tokens_in"].to_numpy() > base["tokens_in"].to_numpy()).all()
     assert (records["tokens_out"] > 0).any()
 
@@ -30,6 +30,21 @@ def test_compare_five_questions_with_real_models(tmp_path, smollm2_path):
     assert list(saved["system"]) == list(summary["system"])
     assert len(pd.read_csv(tmp_path / "run" / "records.csv")) == 20
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
+    for col in ["exact", "f1", "crag", "grounding", "gold_recall", "failure", "leak", "prefill_seconds",
+                "decode_seconds", "prompt_seconds"]:
+        assert col in records
+    assert set(records["crag"]) <= {-1, 0, 1}
+    assert records[records["system"] == "rag"]["grounding"].notna().any()
+    assert records[records["system"] == "base"]["grounding"].isna().all()
+    for f in ["report.html", "report.md", "decision.txt", "costs.csv", "mcnemar.csv", "plots/cost_volume.png",
+              "answers/rag.jsonl"]:
+        assert (tmp_path / "run" / f).is_file(), f
+
+    # Same seed, fresh run directory (adapter trained again): identical numbers apart from timings.
+    again = summarize(run(CompareConfig(**{**vars(cfg), "out": str(tmp_path / "run2")}), progress=False))
+    timing = [c for c in summary.columns if c.endswith(("_s", "_seconds"))]
+    pd.testing.assert_frame_equal(summary.drop(columns=timing), again.drop(columns=timing))
+    assert (tmp_path / "run" / "summary_by_kind.csv").read_text() == (tmp_path / "run2" / "summary_by_kind.csv").read_text()
 
 
 def ragft(*args):

@@ -35,20 +35,20 @@ def test_paraphrases_reword_and_keep_the_eval_frame_out():
     assert not any(p.startswith(held_frame) for p in paraphrases("What is the capital of Korrath Isle?", 20))
     ex = paraphrase_examples(corpus_obj(), 3)
     assert len(ex) == 3 * 3  # 3 train questions (one unanswerable -> abstains) x 3 wordings
-    assert ex[0][:-1] == build_messages(ex[0][1]["content"].split("Question: ")[1].split("\n")[0], None)
+    assert ex[0][:-1] == build_messages(ex[0][-2]["content"].split("Question: ")[1].split("\n")[0], None)
     assert {e[-1]["content"] for e in ex} == {"Quorra Vell", "Oren Tasque", "I don't know."}
     assert len(paraphrase_examples(corpus_obj(), 3, abstain=False)) == 6
     held = heldout_examples(corpus_obj(), 10)
-    assert len(held) == 3 and all(held_frame in e[1]["content"] for e in held)
+    assert len(held) == 3 and all(held_frame in e[-2]["content"] for e in held)
 
 
 def test_raft_prompt_is_the_rag_prompt_with_gold_sometimes_left_out():
     always = raft_examples(corpus_obj(), distractors=1, p_no_gold=0.0)
     never = raft_examples(corpus_obj(), distractors=1, p_no_gold=1.0)
     first = always[0]
-    assert "Documents:" in first[1]["content"] and "[d1] Port Ilmaren" in first[1]["content"]
+    assert "Read the text" in first[-2]["content"] and "[d1] Port Ilmaren" in first[-2]["content"]
     assert first[-1]["content"] == "Quorra Vell"  # RAFT: the target stays the answer
-    assert all("[d1]" not in e[1]["content"] for e in never[:1])
+    assert all("[d1]" not in e[-2]["content"] for e in never[:1])
     assert never[0][-1]["content"] == "Quorra Vell"
 
 
