@@ -1,7 +1,7 @@
 import pytest
 
 from conftest import TINY_DOCS, TINY_QA, write_jsonl
-from corpora import load_corpus
+from corpora import load_corpus, shipped_corpora
 from corpora.errors import InputError
 
 
@@ -64,3 +64,38 @@ def test_bad_docs(tiny_corpus):
     write_jsonl(tiny_corpus / "docs.jsonl", [])
     with pytest.raises(InputError, match="no documents"):
         load_corpus(str(tiny_corpus))
+
+
+# The issue's targets per shipped corpus: documents, questions, and the shares `ragft corpora stats` prints.
+TARGETS = {"atlantis": (60, 300), "brindle": (40, 200)}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_shipped_corpora_meet_the_issue_counts(name):
+    from corpora.stats import corpus_summary
+
+    s = corpus_summary(load_corpus(name))
+    docs, questions = TARGETS[name]
+    assert s["docs"] >= docs and s["questions"] >= questions
+    assert s["unanswerable_pct"] >= 15 and s["multi_hop_pct"] >= 10
+    assert s["test_new_facts_pct"] >= 25  # answerable test questions on facts with no train question
+    assert s["qa_updates"] >= 30 and s["update_docs"] > 0
+
+
+def test_cli_stats_and_list_print_the_tables(capsys):
+    from compare.cli import main
+    from corpora.stats import corpus_summary
+
+    with pytest.raises(SystemExit) as e:
+        main(["corpora", "stats", "brindle"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    s = corpus_summary(load_corpus("brindle"))
+    total = [line.split() for line in out.splitlines() if line.startswith("total")][0]
+    assert total == ["total", str(s["train"]), str(s["test"]), str(s["questions"])]
+    assert f"unanswerable: {s['unanswerable_pct']}%" in out and f"{s['qa_updates']} update questions" in out
+    with pytest.raises(SystemExit):
+        main(["corpora", "list"])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[:3] == ["corpus", "docs", "questions"]
+    assert [r.split()[0] for r in rows[1:]] == shipped_corpora()
