@@ -142,13 +142,27 @@ def bench_training(**kw):
 @cli.command("compare")
 @config_options(CompareConfig)
 def compare_cmd(**kw):
-    """Run base, RAG, fine-tuned and fine-tuned+RAG systems over a QA split and print the table."""
-    from compare.harness import run, summarize
-    from compare.report import format_table
+    """Run base, RAG, fine-tuned and fine-tuned+RAG systems over a QA split; print the table and a decision."""
+    from compare.harness import run
 
     records = run(CompareConfig(**kw))
-    click.echo(format_table(summarize(records)))
-    click.echo(f"\nrecords and summary: {records.attrs['run_dir']}")
+    show_run(Path(records.attrs["run_dir"]))
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def report_cmd(run_dir):
+    """Re-render a compare run directory's tables, plots, report.md and report.html from its saved records."""
+    from compare.report import render
+
+    render(run_dir)
+    show_run(Path(run_dir))
+
+
+def show_run(out: Path) -> None:
+    click.echo((out / "summary.txt").read_text().rstrip())
+    click.echo("\n" + (out / "decision.txt").read_text().rstrip())
+    click.echo(f"\nreport: {out / 'report.html'} (and report.md, records, tables, plots/)")
 
 
 @cli.group("corpora")

@@ -1,0 +1,150 @@
+"""Latency and cost from the per-question records, the index manifest and the adapters' cost.json.
+
+Latency (seconds a user waits per question) = retrieval + prompt building + the generate call the question was
+batched in. The generate call splits into prefill and decode when the generation record carries
+`prefill_seconds` / `decode_seconds`; until it does, decode = gen_seconds and prefill is NaN.
+Cost uses compute seconds per question = retrieval + prompt + gen_seconds / batch (a batch's questions share
+the call), priced per hour of the hardware it ran on (price table: compare/prices.json or --prices FILE).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from corpora.errors import InputError
+
+DEFAULT_PRICES = Path(__file__).with_name("prices.json")
+PRICE_FIELDS = {"hardware": str, "cpu_hour_usd": (int, float), "gpu": str, "gpu_hour_usd": (int, float)}
+STAGES = ("retrieve", "prompt", "prefill", "decode")  # latency parts, seconds per question
+
+
+def load_prices(path: str = "") -> dict:
+    """The price table: defaults from compare/prices.json, overridden by the fields of `path` (JSON)."""
+    prices = json.loads(DEFAULT_PRICES.read_text())
+    if path:
+        p = Path(path)
+        try:
+            extra = json.loads(p.read_text())
+        except OSError as e:
+            raise InputError(f"cannot read price table: {e.strerror}", str(p)) from None
+        except json.JSONDecodeError as e:
+            raise InputError(f"price table is not JSON: {e.msg}", str(p), e.lineno) from None
+        if not isinstance(extra, dict):
+            raise InputError("price table must be a JSON object", str(p))
+        for k, v in extra.items():
+            if k in PRICE_FIELDS and not isinstance(v, PRICE_FIELDS[k]):
+                raise InputError(f"price field {k!r} has the wrong type {type(v).__name__}", str(p))
+        prices.update(extra)
+    return prices
+
+
+def hour_price(prices: dict, device: str) -> float:
+    """$/hour for the device a cost was measured on ("cpu", "cpu x2", "cuda", a GPU name)."""
+    return prices["cpu_hour_usd"] if str(device).lower().startswith("cpu") else prices["gpu_hour_usd"]
+
+
+def stage_seconds(records: pd.DataFrame) -> pd.DataFrame:
+    """Per record: retrieve, prompt, prefill, decode (latency parts), latency and compute seconds."""
+    def col(name, default=np.nan):
+        return records[name].astype(float) if name in records else pd.Series(default, index=records.index)
+
+    gen = col("gen_seconds", 0.0)
+    prefill = col("prefill_seconds")
+    decode = col("decode_seconds")
+    decode = decode.where(decode.notna(), gen - prefill.fillna(0.0))
+    out = pd.DataFrame({"system": records["system"], "retrieve": col("retrieve_seconds", 0.0),
+                        "prompt": col("prompt_seconds", 0.0), "prefill": prefill, "decode": decode})
+    out["latency"] = out["retrieve"] + out["prompt"] + gen
+    out["compute"] = out["retrieve"] + out["prompt"] + gen / col("batch", 1.0).clip(lower=1)
+    return out
+
+
+def latency_table(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per system: p50/p95 of each stage and of the total, mean tokens in/out, compute s/question."""
+    s = stage_seconds(records)
+    rows = []
+    for name, g in s.groupby("system", sort=False):
+        row = {"system": name}
+        for stage in (*STAGES, "latency"):
+            v = g[stage].dropna()
+            row[f"{stage}_p50_s"] = float(v.quantile(0.5)) if len(v) else math.nan
+            row[f"{stage}_p95_s"] = float(v.quantile(0.95)) if len(v) else math.nan
+        r = records[records["system"] == name]
+        row["tokens_in"], row["tokens_out"] = float(r["tokens_in"].mean()), float(r["tokens_out"].mean())
+        row["compute_s_per_q"] = float(g["compute"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def dir_bytes(path: str | Path) -> int:
+    p = Path(path)
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+
+
+def cost_table(records: pd.DataFrame, meta: dict, prices: dict) -> pd.DataFrame:
+    """One row per system: $ per 1,000 questions, one-off seconds and $ (index build + training).
+
+    meta: the run's run.json: {"device", "index": {"build_seconds", "size_bytes"} | None,
+          "systems": [{"name", "retriever", "adapter_key", "family"}], "adapters": {key: cost record}}.
+    """
+    lat = latency_table(records).set_index("system")
+    query_rate = hour_price(prices, meta.get("device", "cpu"))
+    index = meta.get("index") or {}
+    rows = []
+    for s in meta["systems"]:
+        if s["name"] not in lat.index:
+            continue
+        index_s = float(index.get("build_seconds", 0.0)) if s["retriever"] != "none" else 0.0
+        ad = meta.get("adapters", {}).get(s["adapter_key"], {}) if s["adapter_key"] else {}
+        train_s = float(ad.get("train_seconds", 0.0) or 0.0)
+        train_rate = hour_price(prices, ad.get("device", meta.get("device", "cpu")))
+        rows.append({
+            "system": s["name"], "family": s["family"],
+            "compute_s_per_q": lat.loc[s["name"], "compute_s_per_q"],
+            "usd_per_1k": lat.loc[s["name"], "compute_s_per_q"] * 1000 / 3600 * query_rate,
+            "index_seconds": index_s, "index_bytes": int(index.get("size_bytes", 0)) if index_s else 0,
+            "train_seconds": train_s, "trained_tokens": int(ad.get("trained_tokens", 0) or 0),
+            "train_peak_bytes": int(ad.get("peak_memory_bytes", 0) or 0),
+            "one_off_usd": index_s / 3600 * query_rate + train_s / 3600 * train_rate,
+        })
+    return pd.DataFrame(rows)
+
+
+def break_even(one_off_a: float, per_q_a: float, one_off_b: float, per_q_b: float) -> float:
+    """Questions after which A (more one-off cost) has cost no more in total than B.
+
+    total(V) = one_off + per_q * V. 0 when A never costs more; inf ("never") when A's queries are not cheaper.
+    per_q in $ per question.
+    """
+    if one_off_a <= one_off_b and per_q_a <= per_q_b:
+        return 0.0
+    if per_q_a >= per_q_b:
+        return math.inf
+    return (one_off_a - one_off_b) / (per_q_b - per_q_a)
+
+
+def break_even_table(costs: pd.DataFrame) -> pd.DataFrame:
+    """Each fine-tuned arm against each retrieval-only arm: the question volume at which it pays back."""
+    rows = []
+    ft = costs[costs["family"].isin(["FT", "FT+RAG"])]
+    rag = costs[costs["family"] == "RAG"]
+    for _, a in ft.iterrows():
+        for _, b in rag.iterrows():
+            v = break_even(a["one_off_usd"], a["usd_per_1k"] / 1000, b["one_off_usd"], b["usd_per_1k"] / 1000)
+            rows.append({"fine_tuned": a["system"], "versus": b["system"], "extra_one_off_usd": a["one_off_usd"] - b["one_off_usd"],
+                         "saving_per_1k_usd": b["usd_per_1k"] - a["usd_per_1k"], "break_even_questions": v})
+    return pd.DataFrame(rows, columns=["fine_tuned", "versus", "extra_one_off_usd", "saving_per_1k_usd",
+                                       "break_even_questions"])
+
+
+def format_volume(v: float) -> str:
+    if math.isinf(v):
+        return "never"
+    if v == 0:
+        return "immediately"
+    return f"{v:,.0f} questions"

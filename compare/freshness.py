@@ -1,0 +1,166 @@
+"""The freshness experiment (`ragft compare --freshness`): the corpus changes; how fast does each arm absorb it?
+
+Update set: updates.jsonl (documents replacing same-id documents, or new) and qa_updates.jsonl (questions whose
+answer changed: "old_answers" before, "answers" after). Phases, on the changed questions of the run's split:
+  rag arms      "index updated":   the index takes the new documents (rag/index.update_index if present, else a
+                                   full rebuild), timed; then they answer
+  ft arms       "not retrained":   the old adapter answers (stale = gives an old answer)
+                "retrained":       an adapter trained on the updated train data (freshness_steps steps), timed
+  ft+rag arms   "index updated" with the old adapter, and "retrained" with the new one and the updated index
+Updated train data = the train questions, minus those whose gold answer the update made old (a gold answer that
+is an old answer of an update question about the same document), plus the train questions of qa_updates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from corpora import Corpus
+from corpora.errors import InputError
+
+
+def apply_doc_updates(docs: list[dict], updates: list[dict]) -> list[dict]:
+    """Same-id documents replaced in place, new ids appended in order."""
+    by_id = {u["id"]: u for u in updates}
+    old = {d["id"] for d in docs}
+    return [by_id.get(d["id"], d) for d in docs] + [u for u in updates if u["id"] not in old]
+
+
+def update_set(corpus: Corpus) -> tuple[list[dict], list[dict]]:
+    """(update documents, update questions) of a corpus; InputError when it has none."""
+    updates, qa_updates = getattr(corpus, "updates", None), getattr(corpus, "qa_updates", None)
+    if updates is None or qa_updates is None:  # a Corpus without update fields: read the files here
+        from corpora import load_docs, load_qa
+
+        up = Path(corpus.path) / "updates.jsonl"
+        qu = Path(corpus.path) / "qa_updates.jsonl"
+        updates = load_docs(up) if up.is_file() else []
+        ids = {d["id"] for d in corpus.docs} | {d["id"] for d in updates}
+        qa_updates = load_qa(qu, ids) if qu.is_file() else []
+    if not updates or not qa_updates:
+        raise InputError(f"corpus {corpus.name!r} has no update set (updates.jsonl + qa_updates.jsonl) for --freshness",
+                         str(corpus.path))
+    return updates, qa_updates
+
+
+def updated_train_qa(qa: list[dict], qa_updates: list[dict]) -> list[dict]:
+    """Train questions after the update (see the module docstring); test questions are kept as they are."""
+    from compare.metrics import normalize_answer
+
+    old = {}  # doc id -> normalised old answers
+    for u in qa_updates:
+        for d in u["doc_ids"]:
+            old.setdefault(d, set()).update(normalize_answer(a) for a in u["old_answers"])
+    def outdated(q):
+        return q["split"] == "train" and any(normalize_answer(a) in old.get(d, ()) for d in q["doc_ids"]
+                                             for a in q["answers"])
+    kept = [q for q in qa if not outdated(q)]
+    return kept + [{k: v for k, v in u.items() if k != "old_answers"} for u in qa_updates if u["split"] == "train"]
+
+
+def write_corpus(folder: Path, docs: list[dict], qa: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("docs.jsonl", docs), ("qa.jsonl", qa)):
+        (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return folder
+
+
+def update_index_timed(index, path: str, docs: list[dict], updates: list[dict], cfg) -> tuple[object, dict]:
+    """A copy of the run's index (saved at `path`) with the update applied -> (index, {"method", "seconds"})."""
+    import rag.index as ri
+
+    if hasattr(ri, "update_index"):
+        fresh = ri.load_index(path)
+        rec = ri.update_index(fresh, updates, mode="update", embedder=index.embedder)
+        return fresh, {"method": "rag.index.update_index (incremental)", "seconds": float(rec["seconds"])}
+    t0 = time.perf_counter()
+    icfg = ri.IndexConfig(corpus=cfg.corpus, embedder=cfg.embedder, device=cfg.device)
+    fresh = ri.build_index(apply_doc_updates(docs, updates), icfg, embedder=index.embedder, progress=False)
+    return fresh, {"method": "full rebuild (rag/index.py has no update_index)", "seconds": time.perf_counter() - t0}
+
+
+def run_freshness(cfg, corpus: Corpus, systems, index, run_index_meta: dict | None, adapters: dict, out: Path,
+                  progress: bool) -> dict:
+    """-> {"records": DataFrame (one row per system, phase, changed question), "meta": {...}}."""
+    from compare.harness import CompareConfig, adapter_cost, answer_cached, build_records, ensure_generator, \
+        fingerprint, log
+
+    updates, qa_updates = update_set(corpus)
+    questions = [q for q in qa_updates if q["split"] == cfg.split]
+    if not questions:
+        raise InputError(f"qa_updates.jsonl has no {cfg.split!r} questions", str(corpus.path))
+    old_answers = {q["id"]: q["old_answers"] for q in questions}
+    folder = out / "freshness"
+    meta = {"questions": len(questions), "split": cfg.split, "documents": len(updates)}
+    log(progress, f"freshness: {len(updates)} updated documents, {len(questions)} changed {cfg.split} questions")
+
+    new_index, index_meta = None, None
+    if any(s.uses_retrieval for s in systems) and index is not None:
+        new_index, upd = update_index_timed(index, run_index_meta["path"], corpus.docs, updates, cfg)
+        meta.update(index_method=upd["method"], index_seconds=upd["seconds"])
+        index_meta = {"corpus_hash": new_index.manifest.get("corpus_hash", "updated"), "build_seconds": upd["seconds"]}
+        log(progress, f"freshness: index updated in {upd['seconds']:.2f} s ({upd['method']})")
+
+    new_adapters = {}
+    keys = list(dict.fromkeys(s.adapter_key for s in systems if s.uses_adapter))
+    if keys:
+        updated = write_corpus(folder / "corpus-updated", apply_doc_updates(corpus.docs, updates),
+                               updated_train_qa(corpus.qa, qa_updates))
+        steps = cfg.freshness_steps or cfg.max_steps
+        for key in keys:
+            recipe = key[7:] if key.startswith("recipe:") else ""
+            rcfg = CompareConfig(**{**asdict(cfg), "corpus": str(updated), "adapter": "", "max_steps": steps})
+            target = folder / (f"adapter-{recipe}" if recipe else "adapter")
+            if (target / "cost.json").is_file() and (target / "adapter_model.safetensors").is_file():
+                new_adapters[key] = {**json.loads((target / "cost.json").read_text()), "adapter": str(target)}
+            else:
+                log(progress, f"freshness: retraining {key} on the updated train data ({steps or 'all'} steps)")
+                new_adapters[key] = adapter_cost(rcfg, corpus.name, folder, progress, recipe)
+        first = new_adapters[keys[0]]
+        meta.update(retrain_steps=first.get("steps"), retrain_seconds=float(first.get("train_seconds", math.nan)))
+
+    plan = []  # (system, phase, index, adapter record or None, absorb seconds)
+    idx_s = meta.get("index_seconds", 0.0)
+    for s in systems:
+        if s.family == "RAG":
+            plan.append((s, "index updated", new_index, None, idx_s))
+        elif s.family == "FT":
+            plan.append((s, "not retrained", None, adapters[s.adapter_key], 0.0))
+            plan.append((s, "retrained", None, new_adapters[s.adapter_key],
+                         float(new_adapters[s.adapter_key].get("train_seconds", 0.0))))
+        elif s.family == "FT+RAG":
+            plan.append((s, "index updated", new_index, adapters[s.adapter_key], idx_s))
+            plan.append((s, "retrained", new_index, new_adapters[s.adapter_key],
+                         idx_s + float(new_adapters[s.adapter_key].get("train_seconds", 0.0))))
+    frames, gen = [], None
+    for s, phase, idx, ad, absorb in sorted(plan, key=lambda p: (p[3] or {}).get("adapter", "")):
+        gen = ensure_generator(gen, cfg, ad["adapter"] if ad else None)
+        fp = {**fingerprint(cfg, s, ad, index_meta), "phase": phase}
+        stem = f"{s.file_stem}-{phase.replace(' ', '_')}"
+        ans = answer_cached(gen, idx, s, questions, cfg, folder / f"{stem}.jsonl", fp, progress)
+        df = build_records([s], questions, {s.name: ans}, {s.adapter_key: ad} if ad else {}, index_meta, {},
+                           old_answers)
+        df.insert(1, "phase", phase)
+        df["absorb_seconds"] = absorb
+        frames.append(df)
+    order = {s.name: i for i, s in enumerate(systems)}
+    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(records):
+        records = records.sort_values(["system", "phase"], key=lambda c: c.map(order) if c.name == "system" else c,
+                                      kind="stable").reset_index(drop=True)
+    return {"records": records, "meta": meta}
+
+
+def summarize_freshness(records: pd.DataFrame, meta: dict | None = None) -> pd.DataFrame:
+    """One row per (system, phase): accuracy on the changed facts, stale share, seconds to absorb the update."""
+    rows = []
+    for (name, phase), g in records.groupby(["system", "phase"], sort=False):
+        rows.append({"system": name, "phase": phase, "questions": len(g), "accuracy": float(g["correct"].mean()),
+                     "stale": float(g["stale"].astype(bool).mean()), "absorb_seconds": float(g["absorb_seconds"].iloc[0])})
+    return pd.DataFrame(rows, columns=["system", "phase", "questions", "accuracy", "stale", "absorb_seconds"])
