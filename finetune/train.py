@@ -362,7 +362,7 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
                             weight_decay=cfg.weight_decay)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    state = {"step": 0, "tokens": 0, "train_seconds": 0.0, "losses": [], "eval_losses": [], "best_eval": None,
+    state = {"step": 0, "tokens": 0, "train_seconds": 0.0, "cpu_seconds": 0.0, "losses": [], "eval_losses": [], "best_eval": None,
              "best_step": None, "bad_evals": 0, "stopped_early": False, "resumed_from": None,
              "config": asdict(cfg)}
     best = None
@@ -390,6 +390,7 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
         bar = tqdm(total=total, initial=state["step"], desc=f"finetune {cfg.method}", unit="step")
     params = [p for p in model.parameters() if p.requires_grad]
     t0, seconds0 = time.perf_counter(), state["train_seconds"]
+    cpu0, cpu_seconds0 = time.process_time(), state["cpu_seconds"]
     step = state["step"]
     while step < total and not state["stopped_early"]:
         epoch, in_epoch = divmod(step, steps_per_epoch)
@@ -420,6 +421,7 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
             state["step"] = step
             state["losses"].append(round(step_loss, 5))
             state["train_seconds"] = seconds0 + time.perf_counter() - t0
+            state["cpu_seconds"] = cpu_seconds0 + time.process_time() - cpu0  # all threads; > wall when parallel
             if bar is not None:
                 bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{state['tokens'] / state['train_seconds']:.0f}")
                 bar.update(1)
@@ -448,6 +450,7 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
         "config": asdict(cfg), "method": cfg.method, "data": recipes, "steps": step, "examples": len(data),
         "eval_examples": len(held), "epochs": round(step / steps_per_epoch, 3), "steps_per_epoch": steps_per_epoch,
         "processes": world, "train_seconds": round(seconds, 3), "wall_seconds": None,
+        "cpu_seconds": round(state["cpu_seconds"], 3),
         "trained_tokens": state["tokens"], "tokens_per_second": round(state["tokens"] / max(seconds, 1e-9), 1),
         "trainable_params": trainable, "total_params": total_params,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
