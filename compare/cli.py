@@ -20,7 +20,9 @@ from corpora.validate import ValidateConfig
 from benchmarks.training import TrainingBenchConfig
 from finetune.train import FinetuneConfig
 from finetune.lora import MergeConfig
-from rag.index import IndexConfig
+from benchmarks.retrieval import BenchConfig
+from rag.evaluate import RetrievalEvalConfig
+from rag.index import IndexConfig, IndexUpdateConfig
 from rag.pipeline import AskConfig
 
 
@@ -60,19 +62,86 @@ def cli():
     """ragft: measure RAG against LoRA fine-tuning on the same corpus and base model."""
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @config_options(IndexConfig)
-def index(**kw):
-    """Chunk a corpus and build its BM25 + FAISS index."""
+@click.pass_context
+def index(ctx, **kw):
+    """Chunk a corpus and build its BM25 + FAISS index: `ragft index --corpus X [options]`.
+
+    `ragft index add FILE` / `ragft index update FILE` change an existing index in place instead.
+    """
+    cfg = IndexConfig(**kw)
+    if ctx.invoked_subcommand is not None:
+        if cfg != IndexConfig():
+            raise InputError(f"options before `{ctx.invoked_subcommand}` are build options; give "
+                             f"`ragft index {ctx.invoked_subcommand}` its own options after it")
+        return
     from corpora import load_corpus
     from rag.index import build_index, default_index_dir
 
-    cfg = IndexConfig(**kw)
     corpus = load_corpus(cfg.corpus)
     built = build_index(corpus.docs, cfg)
-    out = built.save(cfg.out or default_index_dir(cfg.corpus))
+    out = built.save(cfg.out or default_index_dir(cfg.corpus, cfg))
     m = built.manifest
-    click.echo(f"{out}: {m['n_docs']} documents, {m['n_chunks']} chunks, dim {m['dim']}, {m['build_seconds']:.1f} s")
+    click.echo(f"{out}: {m['n_docs']} documents, {m['n_chunks']} chunks, dim {m['dim']}, {m['build_seconds']:.1f} s "
+               f"(of which loading the embedder and warming up {m['timings']['load']:.1f} s)")
+
+
+def change_index(mode: str, kw: dict) -> None:
+    """`ragft index add|update`: load, change in place (rag/index.py: update_index), save; print the cost."""
+    import time
+
+    from corpora import load_docs
+    from rag.index import default_index_dir, load_index, update_index
+
+    cfg = IndexUpdateConfig(**kw)
+    path = Path(cfg.index) if cfg.index else default_index_dir(cfg.corpus)
+    t0 = time.perf_counter()
+    idx = load_index(path)
+    if cfg.device != "auto":
+        idx.manifest["config"]["device"] = cfg.device
+    load_s = time.perf_counter() - t0
+    rec = update_index(idx, load_docs(Path(cfg.docs)), mode)
+    t0 = time.perf_counter()
+    idx.save(path)
+    save_s = time.perf_counter() - t0
+    m = idx.manifest
+    build = m["build_seconds"] - m.get("timings", {}).get("load", 0.0)
+    click.echo(f"{path}: {mode}: {len(rec['added'])} added, {len(rec['replaced'])} replaced, {rec['unchanged']} "
+               f"unchanged; -{rec['chunks_removed']} +{rec['chunks_added']} chunks, now {m['n_chunks']}")
+    click.echo(f"  {rec['seconds']:.3f} s = {rec['seconds'] / build:.1%} of the full build's {build:.2f} s (both "
+               f"without loading and warming up the embedder: {rec['timings']['load']:.1f} s here); "
+               f"index load {load_s:.2f} s, save {save_s:.2f} s")
+
+
+@index.command("add")
+@config_options(IndexUpdateConfig, positional=("docs",))
+def index_add(**kw):
+    """Add the documents of a JSONL file to an index (every id must be new); no full rebuild."""
+    change_index("add", kw)
+
+
+@index.command("update")
+@config_options(IndexUpdateConfig, positional=("docs",))
+def index_update(**kw):
+    """Replace the documents of a JSONL file that share an id, add the others; unchanged ones are skipped."""
+    change_index("update", kw)
+
+
+@cli.command("retrieval-eval")
+@config_options(RetrievalEvalConfig)
+def retrieval_eval(**kw):
+    """Recall@k, MRR and nDCG@10 of each retriever against the QA set's gold doc_ids (a pandas table)."""
+    from rag.evaluate import format_retrieval_table, run_retrieval_eval
+
+    cfg = RetrievalEvalConfig(**kw)
+    table, _ = run_retrieval_eval(cfg, progress=True)
+    info = table.attrs["index"]
+    click.echo(f"{cfg.corpus}: {table['questions'].iloc[0]} questions ({cfg.split}, {cfg.kinds}), "
+               f"{info['n_docs']} documents, {info['n_chunks']} chunks, {info['config']['chunker']} chunker, "
+               f"{info['config']['sparse']}, faiss {info['config']['dense']}")
+    click.echo(format_retrieval_table(table))
+
 
 
 @cli.command()
@@ -92,14 +161,21 @@ def ask(**kw):
         if cfg.index:
             index = load_index(cfg.index)
         else:
-            index = open_or_build(load_corpus(cfg.corpus).docs, IC(corpus=cfg.corpus, device=cfg.device))
+            # allow_updated: an index changed by `ragft index add/update` is this corpus's index, as updated
+            index = open_or_build(load_corpus(cfg.corpus).docs, IC(corpus=cfg.corpus, device=cfg.device),
+                                  allow_updated=True)
     gen = load_generator(cfg.generator, cfg.adapter or None, cfg.device)
     try:
-        rec = answer_questions(gen, index, [cfg.question], cfg.retriever, cfg.top_k, cfg.max_new_tokens)[0]
+        rec = answer_questions(gen, index, [cfg.question], cfg.retriever, cfg.top_k, cfg.max_new_tokens,
+                               settings=cfg.search(), context_tokens=cfg.context_tokens)[0]
     except ValueError as e:
         raise InputError(str(e)) from None
+    if rec.get("rewrite"):
+        click.echo(f"  search query: {rec['rewrite']}", err=True)
     for doc_id, score in zip(rec["retrieved_ids"], rec["retrieved_scores"]):
         click.echo(f"  [{doc_id}] score {score:.4f}", err=True)
+    if cfg.retriever != "none" and not rec["retrieved_ids"]:
+        click.echo("  no documents above the score threshold", err=True)
     click.echo(rec["answer"])
 
 
@@ -128,6 +204,15 @@ def merge(**kw):
 @cli.group()
 def bench():
     """Speed benchmarks: figures and ratios measured side by side in one process."""
+
+
+@bench.command("retrieval")
+@config_options(BenchConfig)
+def bench_retrieval(**kw):
+    """bm25s vs rank-bm25, FAISS flat vs hnsw, embedding and generation throughput on a synthetic corpus."""
+    from benchmarks.retrieval import run_bench
+
+    run_bench(BenchConfig(**kw), echo=click.echo)
 
 
 @bench.command("training")

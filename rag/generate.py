@@ -1,7 +1,13 @@
 """Step 5, generation: batched greedy decoding through the model's chat template.
 
 Each result records tokens in (prompt) and out (new, up to end of turn) and the wall seconds of the
-batched call it was part of: the latency a user in that batch waited.
+batched call it was part of: the latency a user in that batch waited, split into prefill and decode.
+
+How prefill and decode are timed: a logits processor (PrefillClock) notes the clock when generate() first
+hands it logits, which is right after the forward pass over the whole (left-padded) prompt batch.
+prefill_seconds = call start -> first logits (input preparation + that one forward pass);
+decode_seconds = first logits -> call end (one forward pass per further token, plus greedy selection and
+stopping checks). On CUDA the clock synchronises first, so queued kernels are counted where they ran.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from corpora.errors import InputError
 from rag.models import DEFAULT_CACHE, DEFAULT_GENERATOR, load_causal_lm
@@ -56,12 +63,33 @@ def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return list(enc["input_ids"] if hasattr(enc, "keys") else enc)
 
 
+class PrefillClock(LogitsProcessor):
+    """Leaves the logits alone; remembers perf_counter() at the first call (the end of prefill)."""
+
+    def __init__(self):
+        self.first: float | None = None
+
+    def __call__(self, input_ids, scores):
+        if self.first is None:
+            if scores.is_cuda:
+                torch.cuda.synchronize(scores.device)
+            self.first = time.perf_counter()
+        return scores
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @torch.no_grad()
 def generate(gen: Generator, conversations: list[list[dict]], max_new_tokens: int = 32,
-             batch_size: int = 8, progress: bool = False) -> list[dict]:
-    """Greedy answers for each conversation -> [{"answer", "tokens_in", "tokens_out", "gen_seconds", "batch"}].
+             batch_size: int = 8, progress: bool = False, min_new_tokens: int = 0) -> list[dict]:
+    """Greedy answers for each conversation -> [{"answer", "tokens_in", "tokens_out", "gen_seconds",
+    "prefill_seconds", "decode_seconds", "batch"}] (seconds: of the batched call the conversation was in).
 
     Conversations are sorted by prompt length before batching (less padding), results returned in input order.
+    min_new_tokens > 0 suppresses end of turn until that many tokens (benchmarks: equal work per row).
     """
     tok, model = gen.tokenizer, gen.model
     ids = [prompt_ids(tok, c) for c in conversations]
@@ -83,16 +111,23 @@ def generate(gen: Generator, conversations: list[list[dict]], max_new_tokens: in
         pad = tok.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=gen.device)
         mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=gen.device)
+        clock = PrefillClock()
+        sync(gen.device)
         t0 = time.perf_counter()
         out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             do_sample=False, eos_token_id=eos, pad_token_id=pad)
-        seconds = time.perf_counter() - t0
+                             min_new_tokens=min_new_tokens or None, do_sample=False, eos_token_id=eos,
+                             pad_token_id=pad, logits_processor=LogitsProcessorList([clock]))
+        sync(gen.device)
+        t1 = time.perf_counter()
+        seconds = t1 - t0
+        prefill = (clock.first or t1) - t0
         for row, i in enumerate(batch):
             new = out[row, width:].tolist()
             n_out = next((j for j, t in enumerate(new) if t in eos), len(new))
             results[i] = {
                 "answer": tok.decode(new[:n_out], skip_special_tokens=True).strip(),
                 "tokens_in": len(ids[i]), "tokens_out": n_out,
-                "gen_seconds": seconds, "batch": len(batch),
+                "gen_seconds": seconds, "prefill_seconds": prefill, "decode_seconds": seconds - prefill,
+                "batch": len(batch),
             }
     return results

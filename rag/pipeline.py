@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from rag.augment import build_messages
-from rag.generate import Generator, generate
+from rag.augment import build_messages, cited_ids, fit_passages
+from rag.generate import Generator, generate, prompt_ids
 from rag.index import Index
 from rag.models import DEFAULT_GENERATOR
-from rag.query import normalize_query
-from rag.rank import retrieve
+from rag.query import clean_rewrite, normalize_query, rewrite_messages
+from rag.rank import RRF_K, Search, search
 
 
 @dataclass
@@ -33,19 +33,46 @@ class AskConfig:
     """Most tokens generated per answer."""
     device: str = "auto"
     """auto | cpu | cuda."""
+    rrf_k: int = RRF_K
+    """hybrid: the k of reciprocal-rank fusion, score = sum w / (k + rank)."""
+    bm25_weight: float = 1.0
+    """hybrid: weight of the BM25 ranking in the fusion."""
+    dense_weight: float = 1.0
+    """hybrid: weight of the dense ranking in the fusion."""
+    min_score: float = 0.0
+    """Drop chunks scoring below this (bm25: BM25 score; dense and hybrid: cosine); none left: the prompt
+    says no documents were found. 0: off."""
+    stop_words: bool = False
+    """Remove English stop words from the BM25 query."""
+    rewrite: bool = False
+    """The generator first rewrites the question into a search query (kept in the record)."""
+    context_tokens: int = 0
+    """Token budget for the documents in the prompt (0: whatever fits the model's window)."""
+
+    def search(self) -> Search:
+        return Search(self.retriever, self.top_k, self.rrf_k, self.bm25_weight, self.dense_weight,
+                      self.min_score, self.stop_words, self.rewrite)
 
 
-def retrieve_passages(index: Index | None, question: str, retriever: str, top_k: int) -> dict:
-    """Steps 2-3 -> {"query", "passages" (None when closed-book), "retrieved_ids", "retrieved_scores", "retrieve_seconds"}."""
+def retrieve_passages(index: Index | None, question: str, retriever: str, top_k: int,
+                      settings: Search | None = None, search_query: str | None = None) -> dict:
+    """Steps 2-3 -> {"query", "search_query", "passages" (None when closed-book), "retrieved_ids",
+    "retrieved_chunks", "retrieved_scores", "retrieve_seconds"}.
+
+    settings: the rest of the search settings (its retriever and top_k are replaced by the arguments);
+    search_query: what to search with instead of the question (an LLM rewrite).
+    """
     t0 = time.perf_counter()
     query = normalize_query(question)
+    sq = normalize_query(search_query) if search_query else query
     if retriever == "none" or index is None:
-        return {"query": query, "passages": None, "retrieved_ids": [], "retrieved_chunks": [],
+        return {"query": query, "search_query": sq, "passages": None, "retrieved_ids": [], "retrieved_chunks": [],
                 "retrieved_scores": [], "retrieve_seconds": 0.0}
-    hits = retrieve(index, query, retriever, top_k)
+    s = Search(**{**vars(settings or Search()), "retriever": retriever, "top_k": top_k})
+    hits = search(index, sq, s)
     passages = [index.chunks[i] for i, _ in hits]
     return {
-        "query": query, "passages": passages,
+        "query": query, "search_query": sq, "passages": passages,
         "retrieved_ids": [p["doc_id"] for p in passages],
         "retrieved_chunks": [p["chunk_id"] for p in passages],
         "retrieved_scores": [round(s, 6) for _, s in hits],
@@ -53,18 +80,57 @@ def retrieve_passages(index: Index | None, question: str, retriever: str, top_k:
     }
 
 
+def rewrite_queries(gen: Generator, questions: list[str], batch_size: int = 8) -> list[dict]:
+    """Step 2's LLM rewriting for each question -> {"rewrite", "rewrite_seconds"} (seconds of its batch)."""
+    outs = generate(gen, [rewrite_messages(normalize_query(q)) for q in questions], 24, batch_size)
+    return [{"rewrite": clean_rewrite(o["answer"], normalize_query(q)), "rewrite_seconds": o["gen_seconds"]}
+            for q, o in zip(questions, outs)]
+
+
+def context_budget(gen: Generator, question: str, max_new_tokens: int, context_tokens: int = 0) -> int:
+    """Tokens left for documents: the model's window minus the prompt without documents and the answer
+    (16 spare for separators), capped by context_tokens when that is > 0."""
+    window = getattr(gen.model.config, "max_position_embeddings", None) or 2048
+    bare = len(prompt_ids(gen.tokenizer, build_messages(question, [])))
+    left = window - bare - max_new_tokens - 16
+    return min(left, context_tokens) if context_tokens > 0 else left
+
+
 def answer_questions(gen: Generator, index: Index | None, questions: list[str], retriever: str, top_k: int,
-                     max_new_tokens: int = 32, batch_size: int = 8, progress: bool = False) -> list[dict]:
-    """All five steps for a list of questions -> one record per question with every intermediate."""
+                     max_new_tokens: int = 32, batch_size: int = 8, progress: bool = False,
+                     settings: Search | None = None, context_tokens: int = 0) -> list[dict]:
+    """All five steps for a list of questions -> one record per question with every intermediate.
+
+    settings: query processing and ranking options (rag/rank.py: Search; retriever and top_k as given here);
+    context_tokens: token budget for the documents (0: what fits the window). The retrieved_* columns hold
+    the chunks that made it into the prompt; "trimmed" counts the ones the budget dropped or cut.
+    """
+    settings = settings or Search()
+    rewrites = [{} for _ in questions]
+    if settings.rewrite and retriever != "none" and index is not None:
+        rewrites = rewrite_queries(gen, questions, batch_size)
+    count = lambda text: len(gen.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     records = []
-    for q in questions:
-        r = retrieve_passages(index, q, retriever, top_k)
-        r["messages"] = build_messages(r["query"], r.pop("passages"))
+    for q, rw in zip(questions, rewrites):
+        r = retrieve_passages(index, q, retriever, top_k, settings, rw.get("rewrite"))
+        r.update(rw)
+        passages = r.pop("passages")
+        r["trimmed"] = 0
+        if passages:
+            r["budget_tokens"] = context_budget(gen, r["query"], max_new_tokens, context_tokens)
+            fitted = fit_passages(passages, r["budget_tokens"], count)
+            r["trimmed"] = len(passages) - len(fitted) + sum(bool(p.get("truncated")) for p in fitted)
+            n = len(fitted)
+            r["retrieved_ids"], r["retrieved_chunks"] = r["retrieved_ids"][:n], r["retrieved_chunks"][:n]
+            r["retrieved_scores"] = r["retrieved_scores"][:n]
+            passages = fitted
+        r["messages"] = build_messages(r["query"], passages)
         r["prompt"] = r["messages"][-1]["content"]
         records.append(r)
     outs = generate(gen, [r["messages"] for r in records], max_new_tokens, batch_size, progress)
     for r, o in zip(records, outs):
         del r["messages"]
         r.update(o)
-        r["latency_seconds"] = r["retrieve_seconds"] + r["gen_seconds"]
+        r["cited_ids"] = cited_ids(r["answer"], r["retrieved_ids"])
+        r["latency_seconds"] = r.get("rewrite_seconds", 0.0) + r["retrieve_seconds"] + r["gen_seconds"]
     return records
