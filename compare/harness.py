@@ -77,6 +77,7 @@ def run(cfg: CompareConfig, progress: bool = True) -> pd.DataFrame:
     """Answer the split with each system; returns the per-question records (also written to the run dir)."""
     import torch
 
+    from compare.guard import check_question_lengths
     from compare.leakage import find_leaks
     from rag.index import IndexConfig, default_index_dir, open_or_build
 
@@ -89,6 +90,7 @@ def run(cfg: CompareConfig, progress: bool = True) -> pd.DataFrame:
     from compare.cost import dir_bytes, load_prices
 
     prices = load_prices(cfg.prices)  # fail on a bad price file before any model runs
+    check_question_lengths(cfg.generator, questions, cfg.max_new_tokens, corpus.path)  # compare/guard.py, ditto
     out = Path(cfg.out) if cfg.out else Path("runs") / f"compare-{corpus.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))

