@@ -273,7 +273,8 @@ class Index:
             from rag.models import load_embedder
 
             self._embedder = load_embedder(self.manifest["config"]["embedder"], self.manifest["config"]["device"])
-            dim = self._embedder.get_sentence_embedding_dimension()
+            emb = self._embedder  # sentence-transformers 6 renamed the method; the old name warns
+            dim = (getattr(emb, "get_embedding_dimension", None) or emb.get_sentence_embedding_dimension)()
             if dim != self.faiss.d:  # a query vector of another size would fail inside faiss
                 raise InputError(f"index was built with another embedder: its vectors are {self.faiss.d}-d, embedder "
                                  f"{self.manifest['config']['embedder']!r} gives {dim}-d; rebuild it with `ragft index`")
