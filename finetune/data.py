@@ -176,7 +176,7 @@ def raft_examples(corpus: Corpus, distractors: int, p_no_gold: float, abstain: b
     return examples
 
 
-def build_examples(corpus: Corpus, recipes: list[str], tokenizer, *, abstain: bool = True, paraphrases_n: int = 4,
+def build_examples(corpus: Corpus, recipes: list[str], tokenizer, *, abstain: bool = True, paraphrases_n: int = 2,
                    raft_distractors: int = 2, raft_p_no_gold: float = 0.2, doc_chunk_tokens: int = 128,
                    seed: int = 0) -> list:
     """The union of the chosen recipes, in recipe order (the trainer shuffles)."""
