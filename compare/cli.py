@@ -17,10 +17,14 @@ from corpora.errors import InputError
 from corpora.stats import ListConfig, StatsConfig
 from corpora.synth import SynthConfig
 from corpora.validate import ValidateConfig
-from benchmarks.training import TrainingBenchConfig
 from finetune.train import FinetuneConfig
-from finetune.lora import MergeConfig
 from benchmarks.retrieval import BenchConfig
+from benchmarks.training import TrainingBenchConfig
+from benchmarks.scale import ScaleConfig
+from benchmarks.suite import BenchAllConfig
+from compare.gate import GateConfig
+from compare.history import HistoryConfig, RunsDiffConfig, RunsListConfig, RunsShowConfig
+from finetune.lora import MergeConfig
 from rag.evaluate import RetrievalEvalConfig
 from rag.index import IndexConfig, IndexUpdateConfig
 from rag.pipeline import AskConfig
@@ -143,6 +147,72 @@ def retrieval_eval(**kw):
     click.echo(format_retrieval_table(table))
 
 
+@cli.group()
+def bench():
+    """Speed benchmarks: figures and ratios measured side by side in one process."""
+
+
+@bench.command("retrieval")
+@config_options(BenchConfig)
+@config_options(HistoryConfig)
+def bench_retrieval(**kw):
+    """bm25s vs rank-bm25, FAISS flat vs hnsw, embedding and generation throughput on a synthetic corpus."""
+    from benchmarks.retrieval import run_bench
+    from compare.history import now_utc, record_bench
+
+    hist, started = pop_config(HistoryConfig, kw), now_utc()
+    cfg = BenchConfig(**kw)
+    res = run_bench(cfg, echo=click.echo)
+    echo_recorded(record_bench(hist.history, "bench-retrieval", dataclasses.asdict(cfg), res, started,
+                               {"generator": cfg.generator, "embedder": cfg.embedder}), hist.history)
+
+
+@bench.command("training")
+@config_options(TrainingBenchConfig)
+@config_options(HistoryConfig)
+def bench_training(**kw):
+    """LoRA tokens/s and peak memory of ragft's trainer vs a plain transformers.Trainer (same data, model, batch)."""
+    from benchmarks.training import bench_training as run_training_bench
+    from compare.history import now_utc, record_bench
+
+    hist, started = pop_config(HistoryConfig, kw), now_utc()
+    cfg = TrainingBenchConfig(**kw)
+    res = run_training_bench(cfg, echo=click.echo)
+    figures = {"ratio": res["ratio"], "memory_ratio": res["memory_ratio"], **res["summary"]}
+    echo_recorded(record_bench(hist.history, "bench-training", dataclasses.asdict(cfg), figures, started,
+                               {"generator": cfg.generator}), hist.history)
+
+
+@bench.command("all")
+@config_options(BenchAllConfig)
+@config_options(HistoryConfig)
+def bench_all_cmd(**kw):
+    """Retrieval, generation and training benchmarks with a fixed seed, recorded; --check BASELINE exits 1 on a regression."""
+    from benchmarks.suite import bench_all
+
+    hist = pop_config(HistoryConfig, kw)
+    passed, _ = bench_all(BenchAllConfig(**kw), hist.history, echo=click.echo)
+    if not passed:
+        sys.exit(1)
+
+
+@bench.command("scale")
+@config_options(ScaleConfig)
+@config_options(HistoryConfig)
+def bench_scale_cmd(**kw):
+    """Index build time, size on disk, build memory, query p50/p95 of bm25, flat, hnsw at 10^3..10^5 documents; log-log plot."""
+    from benchmarks.scale import run_scale
+    from compare.history import enabled, now_utc, record_run
+
+    hist, started = pop_config(HistoryConfig, kw), now_utc()
+    cfg = ScaleConfig(**kw)
+    res = run_scale(cfg, echo=click.echo)
+    if enabled(hist.history):
+        rows = [{"name": f"{r['index']}@{r['docs']}", **r} for r in res["table"].to_dict("records")]
+        rows += [{"name": f"embed@{r['docs']}", **r} for r in res["embedding"].to_dict("records")]
+        echo_recorded(record_run(hist.history, "bench-scale", dataclasses.asdict(cfg), rows, started_at=started,
+                                 name_key="name", models={"embedder": cfg.embedder}, run_dir=cfg.work), hist.history)
+
 
 @cli.command()
 @config_options(AskConfig, positional=("question",))
@@ -201,37 +271,76 @@ def merge(**kw):
     click.echo(f"{merge_adapter(MergeConfig(**kw))}: standalone model (use it with --generator)")
 
 
-@cli.group()
-def bench():
-    """Speed benchmarks: figures and ratios measured side by side in one process."""
-
-
-@bench.command("retrieval")
-@config_options(BenchConfig)
-def bench_retrieval(**kw):
-    """bm25s vs rank-bm25, FAISS flat vs hnsw, embedding and generation throughput on a synthetic corpus."""
-    from benchmarks.retrieval import run_bench
-
-    run_bench(BenchConfig(**kw), echo=click.echo)
-
-
-@bench.command("training")
-@config_options(TrainingBenchConfig)
-def bench_training(**kw):
-    """LoRA tokens/s and peak memory of ragft's trainer vs a plain transformers.Trainer (same data, model, batch)."""
-    from benchmarks.training import bench_training as run_training_bench
-
-    run_training_bench(TrainingBenchConfig(**kw), echo=click.echo)
-
-
 @cli.command("compare")
 @config_options(CompareConfig)
+@config_options(GateConfig)
+@config_options(HistoryConfig)
 def compare_cmd(**kw):
-    """Run base, RAG, fine-tuned and fine-tuned+RAG systems over a QA split; print the table and a decision."""
-    from compare.harness import run
+    """Run base, RAG, fine-tuned and fine-tuned+RAG systems over a QA split; print the table and a decision.
 
-    records = run(CompareConfig(**kw))
-    show_run(Path(records.attrs["run_dir"]))
+    Recorded in the run history; with --baseline and --fail-on, exit 1 when a metric got significantly worse.
+    """
+    from compare.harness import run
+    from compare.history import now_utc
+
+    gate, hist = pop_config(GateConfig, kw), pop_config(HistoryConfig, kw)
+    baseline = load_gate_baseline(gate, hist.history)  # bad --fail-on or baseline: fail before any model runs
+    started = now_utc()
+    cfg = CompareConfig(**kw)
+    records = run(cfg)
+    out = Path(records.attrs["run_dir"])
+    show_run(out)
+    if not finish_compare(cfg, gate, hist, records, out, started, baseline):
+        sys.exit(1)
+
+
+def pop_config(cls, kw: dict):
+    """Take cls's fields out of a command's keyword arguments (commands that combine two configs)."""
+    return cls(**{f.name: kw.pop(f.name) for f in dataclasses.fields(cls)})
+
+
+def echo_recorded(run_id: int | None, history: str) -> None:
+    if run_id is not None:
+        click.echo(f"run history: recorded as run {run_id} in {history} (`ragft runs show {run_id}`)")
+
+
+def load_gate_baseline(gate: GateConfig, history: str):
+    from compare.gate import load_answers, parse_fail_on
+
+    if gate.fail_on:
+        parse_fail_on(gate.fail_on)
+        if not gate.baseline:
+            raise InputError("--fail-on needs --baseline (a run id from `ragft runs list` or a run directory)")
+    return load_answers(gate.baseline, history) if gate.baseline else None
+
+
+def finish_compare(cfg, gate: GateConfig, hist: HistoryConfig, records, out: Path, started: str, baseline) -> bool:
+    """Record the run; against a baseline print the paired diff or run the gate. -> False when the gate failed."""
+    import pandas as pd
+
+    from compare.gate import answers_from_records, format_diff, paired_diff, run_gate
+    from compare.history import enabled, record_compare
+
+    if enabled(hist.history):
+        summary = pd.read_csv(out / "summary.csv") if (out / "summary.csv").is_file() else None
+        if summary is None:
+            from compare.harness import summarize
+
+            summary = summarize(records, seed=cfg.seed)
+        echo_recorded(record_compare(hist.history, {**dataclasses.asdict(cfg), **dataclasses.asdict(gate)}, records,
+                                     summary, started_at=started, run_dir=str(out)), hist.history)
+    if baseline is None:
+        return True
+    new = answers_from_records(records)
+    if not gate.fail_on:
+        diff = paired_diff(baseline[0], new, seed=cfg.seed)
+        click.echo(f"\nagainst {baseline[1]}:\n" + format_diff(diff).to_string(index=False))
+        return True
+    passed, lines, _ = run_gate(baseline[0], new, gate.fail_on, gate.alpha, cfg.seed)
+    click.echo(f"\nquality gate against {baseline[1]} ({gate.fail_on}):")
+    for line in lines:
+        click.echo(line)
+    return passed
 
 
 @cli.command("report")
@@ -248,6 +357,41 @@ def show_run(out: Path) -> None:
     click.echo((out / "summary.txt").read_text().rstrip())
     click.echo("\n" + (out / "decision.txt").read_text().rstrip())
     click.echo(f"\nreport: {out / 'report.html'} (and report.md, records, tables, plots/)")
+
+
+@cli.group()
+def runs():
+    """The run history (SQLite, ./ragft-runs.db): every compare and bench run with config, commit, machine, summary."""
+
+
+@runs.command("list")
+@config_options(RunsListConfig)
+def runs_list(**kw):
+    """Recorded runs, newest first."""
+    from compare.history import list_runs
+
+    cfg = RunsListConfig(**kw)
+    df = list_runs(cfg.history, cfg.kind, cfg.limit)
+    click.echo(df.to_string(index=False, float_format=lambda v: f"{v:.0f}") if len(df) else "(no runs recorded)")
+
+
+@runs.command("show")
+@config_options(RunsShowConfig, positional=("run_id",))
+def runs_show(**kw):
+    """One run: config and its hash, git commit, corpus hash, models, machine, summary rows."""
+    from compare.history import show_text
+
+    cfg = RunsShowConfig(**kw)
+    click.echo(show_text(cfg.history, cfg.run_id))
+
+
+@runs.command("diff")
+@config_options(RunsDiffConfig, positional=("old", "new"))
+def runs_diff(**kw):
+    """Metric deltas between two runs (ids or compare run directories) with 95% CIs and which are significant."""
+    from compare.history import diff_text
+
+    click.echo(diff_text(RunsDiffConfig(**kw))[0])
 
 
 @cli.group("corpora")
