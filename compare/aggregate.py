@@ -96,7 +96,9 @@ def failure_table(records: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     wrong = records[records["failure"].fillna("") != ""]
     t = pd.crosstab(wrong["system"], wrong["failure"]).reindex(list(dict.fromkeys(records["system"])), fill_value=0)
-    return t.reindex(columns=[f for f in FAILURES if f in t.columns]).reset_index()
+    t = t.reindex(columns=[f for f in FAILURES if f in t.columns])
+    t.columns.name = None
+    return t.reset_index()
 
 
 def coverage_risk(records: pd.DataFrame, confidence: str) -> pd.DataFrame:

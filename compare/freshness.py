@@ -114,14 +114,17 @@ def run_freshness(cfg, corpus: Corpus, systems, index, run_index_meta: dict | No
                                updated_train_qa(corpus.qa, qa_updates))
         steps = cfg.freshness_steps or cfg.max_steps
         for key in keys:
-            recipe = key[7:] if key.startswith("recipe:") else ""
+            if key.startswith("path:"):
+                raise InputError(f"--freshness cannot retrain a given adapter ({key[5:]}): name a recipe instead")
+            named = key[7:] if key.startswith("recipe:") else ""
+            recipe = named or cfg.recipe
             rcfg = CompareConfig(**{**asdict(cfg), "corpus": str(updated), "adapter": "", "max_steps": steps})
-            target = folder / (f"adapter-{recipe}" if recipe else "adapter")
+            target = folder / (f"adapter-{named}" if named else "adapter")
             if (target / "cost.json").is_file() and (target / "adapter_model.safetensors").is_file():
                 new_adapters[key] = {**json.loads((target / "cost.json").read_text()), "adapter": str(target)}
             else:
                 log(progress, f"freshness: retraining {key} on the updated train data ({steps or 'all'} steps)")
-                new_adapters[key] = adapter_cost(rcfg, corpus.name, folder, progress, recipe)
+                new_adapters[key] = adapter_cost(rcfg, corpus.name, folder, progress, recipe, target)
         first = new_adapters[keys[0]]
         meta.update(retrain_steps=first.get("steps"), retrain_seconds=float(first.get("train_seconds", math.nan)))
 

@@ -43,6 +43,8 @@ class CompareConfig:
     """Embedder for dense retrieval: 'minilm-l6' (shipped) or a local model directory."""
     adapter: str = ""
     """Existing LoRA adapter for the ft systems (empty: train one now on the train split)."""
+    recipe: str = "qa"
+    """Fine-tuning data of the plain ft arms when trained here: qa, docs, paraphrase, raft joined by + (finetune's data); qa keeps `make demo` within its time budget."""
     epochs: float = 3.0
     """Training epochs when an adapter is trained here."""
     max_steps: int = 0
@@ -192,10 +194,11 @@ def resolve_adapter(cfg: CompareConfig, key: str, corpus_name: str, out: Path, p
     """adapter_key -> cost record with "adapter" (its directory): given, reused from the run dir, or trained now."""
     if key.startswith("path:"):
         return adapter_cost(CompareConfig(**{**asdict(cfg), "adapter": key[5:]}), corpus_name, out, progress)
-    recipe = key[7:] if key.startswith("recipe:") else ""
     if key == "default" and cfg.adapter:
         return adapter_cost(cfg, corpus_name, out, progress)
-    target = out / (f"adapter-{recipe}" if recipe else "adapter")
+    named = key[7:] if key.startswith("recipe:") else ""
+    recipe = named or cfg.recipe
+    target = out / (f"adapter-{named}" if named else "adapter")
     cost_file = target / "cost.json"
     if cost_file.is_file() and (target / "adapter_model.safetensors").is_file():
         cost = json.loads(cost_file.read_text())
@@ -205,13 +208,15 @@ def resolve_adapter(cfg: CompareConfig, key: str, corpus_name: str, out: Path, p
         if all(trained.get(k) == v for k, v in want.items()) and (not recipe or trained.get("data") == recipe.replace("+", ",")):
             log(progress, f"finetune: reusing {target} (trained earlier in this run directory)")
             return {**cost, "adapter": str(target)}
-    return adapter_cost(cfg, corpus_name, out, progress, recipe)
+    return adapter_cost(cfg, corpus_name, out, progress, recipe, target)
 
 
-def adapter_cost(cfg: CompareConfig, corpus_name: str, out: Path, progress: bool, recipe: str = "") -> dict:
+def adapter_cost(cfg: CompareConfig, corpus_name: str, out: Path, progress: bool, recipe: str = "",
+                 target: Path | None = None) -> dict:
     """The adapter to use and its cost record: cfg.adapter as given, or one trained now into the run dir.
 
-    recipe: the fine-tuning data recipe (FinetuneConfig.data) for `ft:<recipe>` and `raft+rag`; "" = default.
+    recipe: the fine-tuning data recipe (FinetuneConfig.data, '+' for ','); "": finetune's default.
+    target: where to save it (default: <out>/adapter).
     """
     if cfg.adapter:
         p = Path(cfg.adapter)
@@ -225,7 +230,7 @@ def adapter_cost(cfg: CompareConfig, corpus_name: str, out: Path, progress: bool
             raise InputError(f"fine-tuning recipe {recipe!r} needs FinetuneConfig.data (the fine-tuning recipes), "
                              "which this checkout does not have yet; use plain ft")
         extra["data"] = recipe.replace("+", ",")  # "qa+paraphrase" on the command line = data "qa,paraphrase"
-    ft = FinetuneConfig(corpus=cfg.corpus, out=str(out / (f"adapter-{recipe}" if recipe else "adapter")),
+    ft = FinetuneConfig(corpus=cfg.corpus, out=str(target or out / "adapter"),
                         generator=cfg.generator, epochs=cfg.epochs, max_steps=cfg.max_steps, seed=cfg.seed,
                         device=cfg.device, **extra)
     log(progress, f"finetune: LoRA on the {corpus_name} train split" + (f" (recipe {recipe})" if recipe else ""))
@@ -256,13 +261,24 @@ def file_sha(path: Path) -> str:
 def fingerprint(cfg: CompareConfig, s: System, adapter: dict | None, index_meta: dict | None) -> dict:
     """What a system's answers depend on; cached answers are reused only when it matches."""
     fp = {"system": s.name, "retriever": s.retriever, "generator": cfg.generator, "top_k": cfg.top_k,
-          "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "corpus": cfg.corpus}
+          "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "corpus": cfg.corpus,
+          "prompt": prompt_hash()}
     if s.uses_retrieval and index_meta:
         fp["index"] = index_meta["corpus_hash"]
         fp["embedder"] = cfg.embedder
     if adapter:
         fp["adapter_sha"] = file_sha(Path(adapter["adapter"]) / "adapter_model.safetensors")
     return fp
+
+
+def prompt_hash() -> str:
+    """Hash of the prompt wording (rag/augment.py), closed-book and with a passage: a reworded prompt
+    invalidates cached answers."""
+    from rag.augment import build_messages
+
+    doc = {"doc_id": "d", "title": "T", "text": "x", "chunk_id": 0, "start": 0, "end": 1}
+    text = json.dumps([build_messages("Q?", None), build_messages("Q?", [doc]), build_messages("Q?", [])])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def read_cache(path: Path, fp: dict) -> dict[str, dict]:

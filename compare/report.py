@@ -221,8 +221,10 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
                            {"effective_accuracy": "{:.1%}", "stale_share": "{:.1%}", "usd_month": "${:,.2f}",
                             "upkeep_usd_month": "${:.4f}"}, ci=("accuracy", "hallucination")))
     sections.append(("Decision", dec))
+    # the failure counts, one-off seconds and $ have their own sections
     main_cols = [c for c in s.columns if c not in ("retrieval_miss", "generator_error", "parametric_hallucination",
-                                                    "declined", "stale")]
+                                                    "declined", "stale", "family", "train_seconds", "index_seconds",
+                                                    "usd_per_1k", "one_off_usd", "leaked")]
     sections.append(("Results per system", [
         "accuracy, exact and f1 over answerable questions; hallucination, abstention and CRAG score (+1 correct, "
         "0 abstained, -1 wrong) over all questions; brackets: 95% bootstrap CI (1,000 resamples, seeded).",
