@@ -45,8 +45,10 @@ class CompareConfig:
     """Existing LoRA adapter for the ft systems (empty: train one now on the train split)."""
     recipe: str = "qa"
     """Fine-tuning data of the plain ft arms when trained here: qa, docs, paraphrase, raft joined by + (finetune's data); qa keeps `make demo` within its time budget."""
-    epochs: float = 3.0
-    """Training epochs when an adapter is trained here."""
+    epochs: float = 1.0
+    """Training epochs when an adapter is trained here. 1 epoch of qa on atlantis is 27 steps of 8 examples,
+    ~4 min on 2 CPU cores, which keeps `make demo` near 15 minutes; more epochs learn more facts
+    (finetune/RESULTS.md), set --epochs or pass --adapter for a serious ft arm."""
     max_steps: int = 0
     """Training steps when an adapter is trained here (0: use epochs)."""
     batch_size: int = 8
