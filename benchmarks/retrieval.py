@@ -8,7 +8,8 @@ On a seeded synthetic corpus (corpora/synth.py: fictional towns, default 10,000 
   update      on the shipped atlantis corpus: `index update` of one changed document (atl-027 from its
               updates.jsonl) against the full build, both with the embedder already loaded and warm
   generation  SmolLM2 greedy tokens/s at batch 1 vs batch 8 on the same prompts, each row forced to the same
-              number of new tokens (min_new_tokens) so both do the same work
+              number of new tokens (min_new_tokens) so both do the same work; the two are interleaved
+              (b1 on half, b8, b1 on the other half, b8) so both see the same load on a shared machine
 Every figure and ratio is printed; the targets of issue 4 are marked ok / MISSED.
 
 Queries: a seeded sample of the corpus's own generated questions, tokenised as ragft's BM25 does by default
@@ -59,7 +60,7 @@ class BenchConfig:
     """Also time `index update` of one changed atlantis document against the full atlantis build."""
     gen_prompts: int = 8
     """Prompts generated at batch 1 and at batch 8 (0: skip the generation benchmark)."""
-    gen_tokens: int = 16
+    gen_tokens: int = 32
     """New tokens per prompt (forced: end of turn is suppressed until then)."""
     generator: str = DEFAULT_GENERATOR
     """Generator: 'smollm2-135m' (shipped) or a local model directory."""
@@ -212,12 +213,15 @@ def run_bench(cfg: BenchConfig, echo=print) -> dict:
         changed = [u for u in atl.updates if u["id"] == "atl-027"]  # new chief executive, fleet, capacity
         built = build_index(atl.docs, IndexConfig(device=device), embedder, progress=False)
         full = built.manifest["build_seconds"] - built.manifest["timings"]["load"]
-        rec = update_index(built, changed, "update", embedder)
+        original = [d for d in atl.docs if d["id"] == "atl-027"]
+        # three updates (new text, back to the old, new again): one ~1 s call is at the mercy of a busy CPU
+        recs = [update_index(built, docs_, "update", embedder) for docs_ in (changed, original, changed)]
+        rec = sorted(recs, key=lambda r: r["seconds"])[1]
         res.update(update_s=rec["seconds"], full_build_s=full, update_fraction=rec["seconds"] / full)
         echo(f"\nupdate  atlantis: full build {full:.2f} s ({built.manifest['n_chunks']} chunks), `index update` of "
-             f"one changed document {rec['seconds']:.3f} s (-{rec['chunks_removed']} +{rec['chunks_added']} chunks) "
-             f"= {res['update_fraction']:.1%}   {mark(res['update_fraction'] < 0.05)} (target < 5%; both without "
-             "loading the embedder)")
+             f"one changed document {rec['seconds']:.3f} s, median of 3 (-{rec['chunks_removed']} "
+             f"+{rec['chunks_added']} chunks) = {res['update_fraction']:.1%}   {mark(res['update_fraction'] < 0.05)} "
+             "(target < 5%; both without loading the embedder)")
 
     # -- dense: flat vs hnsw, one query per call
     kind = cfg.vectors if cfg.vectors != "auto" else ("model" if device == "cuda" else "static")
@@ -273,16 +277,23 @@ def run_bench(cfg: BenchConfig, echo=print) -> dict:
         gen = load_generator(cfg.generator, device=cfg.device)
         convs = [build_messages(q, None) for q in queries[: cfg.gen_prompts]]
         generate(gen, convs[:1], 2, 1)  # warm-up
-        tok = {}
-        for bs in (1, 8):
+        # Interleaved so both see the same share of a busy machine: batch 1 on the first half of the prompts,
+        # batch 8 on all, batch 1 on the second half, batch 8 on all again.
+        half = (len(convs) + 1) // 2
+        plan = [(1, convs[:half]), (8, convs), (1, convs[half:]), (8, convs)]
+        tok = {bs: {"tokens": 0, "seconds": 0.0, "prefill_s": 0.0, "decode_s": 0.0} for bs in (1, 8)}
+        for bs, part in plan:
+            if not part:
+                continue
             t = time.perf_counter()
-            outs = generate(gen, convs, cfg.gen_tokens, bs, min_new_tokens=cfg.gen_tokens)
-            secs = time.perf_counter() - t
-            new = sum(o["tokens_out"] for o in outs)
-            batches = {(o["batch"], o["gen_seconds"]): o for o in outs}.values()  # one per generate() call
-            decode = sum(o["decode_seconds"] for o in batches)
-            tok[bs] = {"tokens": new, "seconds": secs, "tps": rate(new, secs),
-                       "prefill_s": sum(o["prefill_seconds"] for o in batches), "decode_s": decode}
+            outs = generate(gen, part, cfg.gen_tokens, bs, min_new_tokens=cfg.gen_tokens)
+            tok[bs]["seconds"] += time.perf_counter() - t
+            tok[bs]["tokens"] += sum(o["tokens_out"] for o in outs)
+            calls = {(o["batch"], o["gen_seconds"]): o for o in outs}.values()  # one per generate() call
+            tok[bs]["prefill_s"] += sum(o["prefill_seconds"] for o in calls)
+            tok[bs]["decode_s"] += sum(o["decode_seconds"] for o in calls)
+        for bs in (1, 8):
+            tok[bs]["tps"] = rate(tok[bs]["tokens"], tok[bs]["seconds"])
             res[f"gen_tokens_per_s_batch{bs}"] = tok[bs]["tps"]
         res["gen_batch_speedup"] = tok[8]["tps"] / tok[1]["tps"]
         for bs in (1, 8):
