@@ -314,6 +314,9 @@ def plot(table, exps, embed_rows, path: Path) -> Path:
                 ax.loglog(g["docs"], y, "o-", label=f"{kind}, b={b:.2f}")
             ax.set_title(COLUMNS[col])
         ax.set_xlabel("documents")
+        sizes = sorted(table["docs"].unique())
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("ragft bench scale: growth with corpus size (b: fitted exponent, y ~ n^b)")
@@ -359,8 +362,8 @@ def run_scale(cfg: ScaleConfig, echo=print) -> dict:
                            "model_embed": prep["model_embed"], "cached": prep["cached"]})
         echo(f"{n:>9} docs: {vectors} vectors {'(cached) ' if prep['cached'] else ''}{prep['embed_s']:.1f} s; MiniLM "
              f"{prep['model_docs_per_s']:.1f} docs/s -> {prep['model_embed_s']:.0f} s for all ({prep['model_embed']}); "
-             f"{prep['words_per_doc']:.0f} words each, batch {cfg.embed_batch} ({prep['words_per_doc']:.0f} words each, batch "
-             f"{cfg.embed_batch}, {prep['threads']} threads, {prep['device']}); stage wall {time.perf_counter() - t:.0f} s")
+             f"{prep['words_per_doc']:.0f} words each, batch {cfg.embed_batch}, {prep['threads']} threads, "
+             f"{prep['device']}; stage wall {time.perf_counter() - t:.0f} s")
         for kind in kinds:
             r = run_worker("index", {**base, "index": kind, "hnsw_m": cfg.hnsw_m, "ef_search": cfg.ef_search})
             rows.append({"docs": n, "index": kind, **r})
