@@ -245,7 +245,8 @@ def ask(**kw):
     for doc_id, score in zip(rec["retrieved_ids"], rec["retrieved_scores"]):
         click.echo(f"  [{doc_id}] score {score:.4f}", err=True)
     if cfg.retriever != "none" and not rec["retrieved_ids"]:
-        click.echo("  no documents above the score threshold", err=True)
+        click.echo("  no documents retrieved" + (f" with a score >= {cfg.min_score}" if cfg.min_score > 0 else ""),
+                   err=True)
     click.echo(rec["answer"])
 
 
