@@ -71,8 +71,12 @@ class BenchAllConfig:
     """auto | cpu | cuda."""
     check: str = ""
     """Baseline to check against: a JSON file (benchmarks/baseline.json) or a bench-all run id; exit 1 on a regression."""
-    max_drop: float = 0.35
+    max_drop: float = 0.5
     """A side-by-side ratio fails when it fell by more than this fraction of the baseline's."""
+    # Why 0.5: side-by-side ratios still move with heavy load. Measured on the shared 2-core machine, the same
+    # settings gave batch 8 / batch 1 = 6.4x and ragft / Trainer = 0.90 with 5 jobs competing (load ~12), and
+    # 3.0-3.1x and 1.7-1.8 idle; hnsw / flat went 1.20 -> 0.91 between two idle runs (5,000 documents, ~0.4 ms
+    # per query). Halving is a regression; the baseline should be written on an idle machine of the CI's kind.
     max_quality_drop: float = 0.02
     """A quality figure (top-10 agreement, recall) fails when it fell by more than this (absolute)."""
     absolute_drop: float = 0.0

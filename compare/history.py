@@ -259,6 +259,7 @@ def list_runs(path: str | Path, kind: str = "", limit: int = 0) -> pd.DataFrame:
     finally:
         con.close()
     df["seconds"] = (pd.to_datetime(df["finished_at"]) - pd.to_datetime(df["started_at"])).dt.total_seconds()
+    df["rows"] = df["rows"].map(lambda r: r if not isinstance(r, str) or len(r) <= 48 else r[:45] + "...")
     df["commit"] = df["git_commit"].map(lambda c: c[:10] if isinstance(c, str) else "") + \
         df["git_dirty"].map(lambda d: "+" if d == 1 else "")
     return df[["id", "kind", "started_at", "seconds", "corpus", "config_hash", "commit", "rows", "run_dir"]]
