@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -35,8 +36,8 @@ class CompareConfig:
     """QA split to answer."""
     limit: int = 0
     """Answer only the first N questions of the split (0: all)."""
-    top_k: int = 3
-    """Chunks put into the prompt of retrieval systems."""
+    top_k: int = 2
+    """Chunks put into the prompt of retrieval systems. 2 (not 3): on the 113 answerable atlantis test questions SmolLM2-135M answered 46.9% right with 2 chunks of 500 characters vs 31.0% with 3; 1 chunk gave 31.6% (half the set). A small model is distracted by more text; raise it for a larger generator."""
     generator: str = DEFAULT_GENERATOR
     """Base model: 'smollm2-135m' (shipped) or a local HF model directory."""
     embedder: str = DEFAULT_EMBEDDER
@@ -75,6 +76,8 @@ class CompareConfig:
     """Training steps when the freshness experiment retrains the adapter on updated data (0: the main schedule)."""
     leak_threshold: float = 0.9
     """Test questions this similar (0-1, difflib ratio of normalised text) to a train question are flagged."""
+    injection: int = 8
+    """Prompt-injection probes: answerable questions whose gold document gets an instruction planted; retrieval arms answer them and the report shows how often each obeys (0: off; compare/injection.py)."""
 
 
 def run(cfg: CompareConfig, progress: bool = True) -> pd.DataFrame:
@@ -82,8 +85,6 @@ def run(cfg: CompareConfig, progress: bool = True) -> pd.DataFrame:
     import torch
 
     from compare.guard import check_question_lengths
-    from compare.leakage import find_leaks
-    from rag.index import IndexConfig, default_index_dir, open_or_build
 
     torch.manual_seed(cfg.seed)
     systems = parse_systems(cfg.systems)
@@ -91,13 +92,32 @@ def run(cfg: CompareConfig, progress: bool = True) -> pd.DataFrame:
     questions = corpus.questions(cfg.split)[: cfg.limit or None]
     if not questions:
         raise InputError(f"corpus {corpus.name!r} has no {cfg.split!r} questions")
-    from compare.cost import dir_bytes, load_prices
+    from compare.cost import load_prices
 
     prices = load_prices(cfg.prices)  # fail on a bad price file before any model runs
     check_question_lengths(cfg.generator, questions, cfg.max_new_tokens, corpus.path)  # compare/guard.py, ditto
     out = Path(cfg.out) if cfg.out else Path("runs") / f"compare-{corpus.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    try:
+        return run_in(cfg, out, corpus, questions, systems, prices, progress)
+    except InputError:  # bad input found late (an adapter for another base model): leave no half-made run folder
+        if created and not any(len(f.read_text().splitlines()) > 1 for f in out.glob("answers/*.jsonl")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def run_in(cfg: CompareConfig, out: Path, corpus, questions: list[dict], systems: list[System], prices: dict,
+           progress: bool) -> pd.DataFrame:
+    """run() once the inputs are checked and the run folder exists."""
+    import torch
+
+    from compare.cost import dir_bytes
+    from compare.leakage import find_leaks
+    from compare.report import write_atomic
+    from rag.index import IndexConfig, default_index_dir, open_or_build
+
+    write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2))
 
     leaks = find_leaks(questions, corpus.questions("train"), cfg.leak_threshold)
     log(progress, f"leakage: {len(leaks)} of {len(questions)} {cfg.split} questions near-identical to a train question")
@@ -116,6 +136,8 @@ def run(cfg: CompareConfig, progress: bool = True) -> pd.DataFrame:
     adapters = {}
     for key in dict.fromkeys(s.adapter_key for s in systems if s.uses_adapter):
         adapters[key] = resolve_adapter(cfg, key, corpus.name, out, progress)
+        if key.startswith("path:") or cfg.adapter:  # a user's adapter: fail on a misfit before any answer is written
+            ensure_generator(None, cfg, adapters[key]["adapter"])
 
     answers: dict[str, list[dict]] = {}
     gen = None
@@ -142,11 +164,15 @@ def run(cfg: CompareConfig, progress: bool = True) -> pd.DataFrame:
 
         fresh = run_freshness(cfg, corpus, systems, index, index_meta, adapters, out, progress)
         meta["freshness"] = fresh["meta"]
-    (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+    from compare.injection import run_injection
 
-    from compare.report import write_run
+    injected, meta["injection"], gen = run_injection(cfg, corpus, systems, index, adapters, questions, out, gen,
+                                                     progress)
+    from compare.report import write_atomic, write_run
 
-    write_run(out, df, meta, fresh["records"] if fresh else None, seed=cfg.seed, decision_inputs=decision_inputs(cfg))
+    write_atomic(out / "run.json", json.dumps(meta, indent=2, default=str))
+    write_run(out, df, meta, fresh["records"] if fresh else None, seed=cfg.seed, decision_inputs=decision_inputs(cfg),
+              injection_records=injected)
     df.attrs["run_dir"] = str(out)
     return df
 

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -463,13 +464,10 @@ def update_index(index: Index, docs: list[dict], mode: str = "update", embedder=
 
 # ---- load / reuse -------------------------------------------------------------------------------------------
 
-def load_index(path: str | Path, ef_search: int | None = None) -> Index:
-    """Load an index directory. ef_search (hnsw only) overrides the stored search-time setting."""
+def read_index_files(path: Path):
+    """-> (manifest, chunks, tokens or None, BM25 model, FAISS index) as saved by Index.save."""
     import faiss
 
-    path = Path(path)
-    if not (path / "manifest.json").is_file():
-        raise InputError("not an index directory (no manifest.json); build one with `ragft index`", str(path))
     manifest = json.loads((path / "manifest.json").read_text())
     chunks = [json.loads(line) for line in (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
     tokens = None
@@ -483,6 +481,19 @@ def load_index(path: str | Path, ef_search: int | None = None) -> Index:
     else:
         bm25 = build_sparse(tokens if tokens is not None else [tokenize(chunk_view(c)) for c in chunks], sparse)
     dense = faiss.read_index(str(path / "dense.faiss"))
+    return manifest, chunks, tokens, bm25, dense
+
+
+def load_index(path: str | Path, ef_search: int | None = None) -> Index:
+    """Load an index directory. ef_search (hnsw only) overrides the stored search-time setting."""
+    path = Path(path)
+    if not (path / "manifest.json").is_file():
+        raise InputError("not an index directory (no manifest.json); build one with `ragft index`", str(path))
+    try:  # a damaged file is one line naming it, not a traceback from json, bm25s or faiss
+        manifest, chunks, tokens, bm25, dense = read_index_files(path)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueError
+        raise InputError(f"index is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+                         "rebuild it with `ragft index`", str(path)) from None
     if dense.d != manifest.get("dim", dense.d):
         raise InputError(f"index was built with another embedder: dense.faiss holds {dense.d}-d vectors, "
                          f"manifest.json says {manifest['dim']}-d ({manifest['config'].get('embedder')})", str(path))
@@ -529,9 +540,15 @@ def open_or_build(docs: list[dict], cfg: IndexConfig, embedder=None, progress: b
     check_config(cfg)
     out = Path(cfg.out) if cfg.out else default_index_dir(cfg.corpus, cfg)
     if (out / "manifest.json").is_file():
-        manifest = json.loads((out / "manifest.json").read_text())
-        if manifest_matches(manifest, docs, cfg, allow_updated):
-            index = load_index(out, ef_search=cfg.ef_search)
+        try:
+            manifest = json.loads((out / "manifest.json").read_text())
+            index = load_index(out, ef_search=cfg.ef_search) if manifest_matches(manifest, docs, cfg,
+                                                                                  allow_updated) else None
+        except (ValueError, InputError) as e:  # damaged (ValueError: bad JSON or bytes): rebuilt below
+            index = None
+            if progress:
+                print(f"{e}; rebuilding", file=sys.stderr)
+        if index is not None:
             if embedder is not None:
                 index._embedder = embedder
             return index

@@ -23,8 +23,8 @@ class AskConfig:
     """Index directory (default: runs/index-<corpus>, built if missing)."""
     retriever: str = "hybrid"
     """bm25 | dense | hybrid | none (closed-book)."""
-    top_k: int = 3
-    """Chunks put into the prompt."""
+    top_k: int = 2
+    """Chunks put into the prompt (2: the best measured for SmolLM2-135M, see `ragft compare --help`)."""
     generator: str = DEFAULT_GENERATOR
     """'smollm2-135m' (shipped) or a local HF model directory."""
     adapter: str = ""

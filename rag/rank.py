@@ -27,7 +27,7 @@ class Search:
     """Settings of steps 2-3 that an entry point's config passes down (not itself an entry point)."""
 
     retriever: str = "hybrid"
-    top_k: int = 3
+    top_k: int = 2
     rrf_k: int = RRF_K
     bm25_weight: float = 1.0
     dense_weight: float = 1.0

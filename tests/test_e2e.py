@@ -18,7 +18,7 @@ def test_compare_five_questions_with_real_models(tmp_path, smollm2_path):
         assert col in records
     rag = records[records["system"] == "rag"]
     base = records[records["system"] == "base"]
-    assert all(len(ids) == 3 for ids in rag["retrieved_ids"])
+    assert all(len(ids) == 2 for ids in rag["retrieved_ids"])  # top_k 2
     assert all("[atl-" in p for p in rag["prompt"]) and not any("[atl-" in p for p in base["prompt"])
     assert (rag["tokens_in"].to_numpy() > base["tokens_in"].to_numpy()).all()
     assert (records["tokens_out"] > 0).any()
@@ -37,11 +37,18 @@ def test_compare_five_questions_with_real_models(tmp_path, smollm2_path):
     assert records[records["system"] == "rag"]["grounding"].notna().any()
     assert records[records["system"] == "base"]["grounding"].isna().all()
     for f in ["report.html", "report.md", "decision.txt", "costs.csv", "mcnemar.csv", "plots/cost_volume.png",
-              "answers/rag.jsonl"]:
+              "answers/rag.jsonl", "injection.csv", "answers/injection-rag.jsonl"]:
         assert (tmp_path / "run" / f).is_file(), f
 
-    # Same seed, fresh run directory (adapter trained again): identical numbers apart from timings.
-    again = summarize(run(CompareConfig(**{**vars(cfg), "out": str(tmp_path / "run2")}), progress=False))
+    # Prompt-injection probes: retrieval arms only, a rate per system in the summary and the report.
+    obeyed = saved.set_index("system")["injection_obeyed"]
+    assert obeyed[["base", "ft"]].isna().all() and obeyed[["rag", "ft+rag"]].between(0, 1).all()
+    assert "## Prompt injection" in (tmp_path / "run" / "report.md").read_text()
+
+    # Same seed, fresh run directory (adapter trained again): identical answers and numbers apart from timings.
+    again_records = run(CompareConfig(**{**vars(cfg), "out": str(tmp_path / "run2")}), progress=False)
+    assert list(again_records["answer"]) == list(records["answer"])
+    again = summarize(again_records)
     timing = [c for c in summary.columns if c.endswith(("_s", "_seconds"))]
     pd.testing.assert_frame_equal(summary.drop(columns=timing), again.drop(columns=timing))
     assert (tmp_path / "run" / "summary_by_kind.csv").read_text() == (tmp_path / "run2" / "summary_by_kind.csv").read_text()

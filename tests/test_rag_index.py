@@ -165,3 +165,16 @@ def test_variant_indexes_get_their_own_default_directory():
     assert hnsw != default_index_dir("atlantis") and hnsw == default_index_dir("atlantis", IndexConfig(dense="hnsw", ef_search=5))
     with pytest.raises(InputError, match="unknown chunker"):
         open_or_build(DOCS, IndexConfig(chunker="sentences"))
+
+
+@pytest.mark.parametrize("damage", ["manifest.json", "chunks.jsonl", "dense.faiss"])
+def test_damaged_index_is_one_clean_error_and_open_or_build_rebuilds_it(tmp_path, embedder, damage):
+    cfg = IndexConfig(corpus="tiny", out=str(tmp_path / "idx"), **SMALL)
+    build_index(DOCS, cfg, embedder, progress=False).save(cfg.out)
+    f = tmp_path / "idx" / damage
+    f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2] + b"\xff")  # a torn, non-UTF-8 tail
+    with pytest.raises(InputError, match=r"idx: index is damaged .*rebuild it with `ragft index`"):
+        load_index(cfg.out)
+    rebuilt = open_or_build(DOCS, cfg, embedder, progress=False)
+    assert rebuilt.manifest["corpus_hash"] == corpus_hash(DOCS)
+    assert load_index(cfg.out).manifest["n_chunks"] == rebuilt.manifest["n_chunks"]

@@ -137,6 +137,11 @@ def build_cases(tmp: Path, tiny: Path) -> tuple[list[dict], dict]:
                                  str(tmp / "not_a_model")], "not_a_model", "adapter"),
         "index_other_embedder": (["ask", "Who founded Port Ilmaren?", "--retriever", "dense", "--generator", str(tiny),
                                   "--index", str(tmp / "idx_foreign")], "idx_foreign", "embedder"),
+        "index_damaged": (["ask", "Who founded Port Ilmaren?", "--retriever", "bm25", "--generator", str(tiny),
+                           "--index", str(tmp / "idx_damaged")], "idx_damaged", "index is damaged"),
+        "compare_adapter_other_base": (["compare", "--corpus", corpus(tmp / "c_good"), "--systems", "base,ft",
+                                        "--generator", str(tiny), "--adapter", str(tmp / "adapter_h32")],
+                                       "adapter_h32", "base model"),
         "empty_question": (["ask", "  ", "--retriever", "none", "--generator", str(tiny)], "", "empty question"),
         "long_question": (["ask", "Why " * 600 + "?", "--retriever", "none", "--generator", str(tiny)], "",
                           "window"),
@@ -170,6 +175,8 @@ def matrix(tmp_path_factory, tiny_model_dir):
     other = tiny_llama(tmp / "llama_h32", tiny_model_dir, hidden=32)
     lora_adapter(other, tmp / "adapter_h32")
     foreign_index(tmp / "idx_foreign")
+    foreign_index(tmp / "idx_damaged")
+    (tmp / "idx_damaged" / "manifest.json").write_text('{"config": {"embedder": "minilm-l6", "spa')  # torn write
     cases, expect = build_cases(tmp, tiny_model_dir)
     (tmp / "cases.json").write_text(json.dumps(cases))
     proc = subprocess.run([sys.executable, "-m", "tests.reliability_driver", str(tmp / "cases.json"),
@@ -182,7 +189,8 @@ def matrix(tmp_path_factory, tiny_model_dir):
 CASES = ["malformed_json", "missing_field", "wrong_type", "duplicate_ids", "duplicate_qids", "empty_corpus",
          "empty_text", "non_utf8", "missing_doc", "empty_question_row", "long_question_row", "unknown_system",
          "unknown_retriever", "unknown_method", "model_missing", "model_not_model", "model_bad_config",
-         "adapter_other_base", "adapter_not_adapter", "index_other_embedder", "empty_question", "long_question"]
+         "adapter_other_base", "adapter_not_adapter", "index_other_embedder", "index_damaged",
+         "compare_adapter_other_base", "empty_question", "long_question"]
 
 
 @pytest.mark.parametrize("name", CASES)
