@@ -8,7 +8,9 @@ Model of the month, stated so every number can be checked:
     retrains once a month (its measured training $), a retrieval arm re-indexes (its measured index build $);
   - a closed-book fine-tuned arm answers changed facts stale until the monthly retrain: on average half a month,
     so its effective accuracy = accuracy * (1 - change_rate / 2). Retrieval arms read the updated documents.
-Rule: keep the systems whose hallucination rate is within tolerance; take the highest effective accuracy; if a
+Rule: drop the systems that did not get the knowledge in (not significantly more accurate than the closed-book
+`base`, paired McNemar p < 0.05, or 0% accurate when no base was run: a system that abstains on everything
+hallucinates little but answers nothing); keep those whose hallucination rate is within tolerance; take the highest effective accuracy; if a
 cheaper kept system is not significantly less accurate (paired McNemar p >= 0.05), take the cheaper one.
 """
 
@@ -63,6 +65,15 @@ def decide(summary: pd.DataFrame, costs: pd.DataFrame, mcnemar: pd.DataFrame, in
     tol = inputs["hallucination_tolerance"]
     reasons = [f"inputs: {inputs['query_volume']:,} questions/month, {inputs['change_rate']:.0%} of facts change "
                f"per month, hallucination tolerance {tol:.0%}"]
+    base = summary[summary["family"] == "base"] if "family" in summary else summary.iloc[:0]
+    learned = []
+    for _, r in c.iterrows():
+        if base.empty:
+            learned.append(bool(r["accuracy"] > 0))
+            continue
+        b = base.iloc[0]
+        learned.append(bool(r["accuracy"] > b["accuracy"] and _p(mcnemar, r["system"], b["system"]) < ALPHA))
+    c["learned"] = learned
     for _, r in c.iterrows():
         reasons.append(
             f"{r['family']} = {r['system']}: accuracy {r['accuracy']:.1%} (95% CI {r['accuracy_lo']:.1%}-"
@@ -70,6 +81,21 @@ def decide(summary: pd.DataFrame, costs: pd.DataFrame, mcnemar: pd.DataFrame, in
             f"{r['hallucination_hi']:.1%}), effective accuracy {r['effective_accuracy']:.1%}"
             + (f" after {r['stale_share']:.1%} stale answers" if r["stale_share"] else "")
             + f", ${r['usd_month']:,.2f}/month (${r['usd_per_1k']:.4f} per 1,000 questions + ${r['upkeep_usd_month']:.4f} upkeep)")
+    for _, r in c[~c["learned"]].iterrows():
+        if base.empty:
+            reasons.append(f"{r['system']} is out: it answered no question correctly")
+        else:
+            b = base.iloc[0]
+            why = (f"is no higher than the closed-book {b['system']}'s ({b['accuracy']:.1%})"
+                   if r["accuracy"] <= b["accuracy"] else
+                   f"is not significantly above the closed-book {b['system']}'s ({b['accuracy']:.1%}, McNemar p = "
+                   f"{_p(mcnemar, r['system'], b['system']):.3g})")
+            reasons.append(f"{r['system']} is out: accuracy {r['accuracy']:.1%} {why}: the knowledge did not get in")
+    c = c[c["learned"]]
+    if c.empty:
+        reasons.append("no RAG, FT or FT+RAG system answers better than the base model: no recommendation; see "
+                       "'Why answers were wrong' (retrieval misses vs generator errors) before choosing")
+        return {"recommendation": None, "system": None, "reasons": reasons, "candidates": c}
     kept = c[c["within_tolerance"]]
     if kept.empty:
         pick = c.sort_values(["hallucination", "effective_accuracy"], ascending=[True, False], kind="stable").iloc[0]

@@ -117,3 +117,22 @@ def test_decision_when_nothing_meets_tolerance():
     s = pd.DataFrame([summary_row("rag", "RAG", 0.6, 0.5), summary_row("ft", "FT", 0.1, 0.4)])
     d = decide(s, COSTS, paired_p(0.01), INPUTS)
     assert d["system"] == "ft" and any("no system is within the 30% hallucination tolerance" in r for r in d["reasons"])
+
+
+def test_decision_drops_arms_no_better_than_base():
+    """An adapter that abstains on everything hallucinates least but learned nothing: it is never recommended."""
+    s = pd.DataFrame([summary_row("base", "base", 0.0, 0.97), summary_row("rag", "RAG", 0.47, 0.6, -0.2),
+                      summary_row("ft", "FT", 0.0, 0.21, -0.06), summary_row("ft+rag", "FT+RAG", 0.19, 0.33, -0.1)])
+    tests = pd.DataFrame([{"a": "base", "b": "rag", "p_value": 1e-9}, {"a": "base", "b": "ft", "p_value": 1.0},
+                          {"a": "base", "b": "ft+rag", "p_value": 1e-4}, *paired_p(0.001).to_dict("records")])
+    d = decide(s, COSTS, tests, INPUTS)
+    assert d["system"] == "ft+rag"  # nothing within 30%: the least hallucinating of the arms that learned
+    assert list(d["candidates"]["system"]) == ["rag", "ft+rag"]
+    assert "ft is out: accuracy 0.0% is no higher than the closed-book base's (0.0%): the knowledge did not get " \
+        "in" in d["reasons"]
+    tests.loc[tests["b"] == "ft+rag", "p_value"] = 0.2  # better, but not significantly
+    d = decide(s, COSTS, tests, INPUTS)
+    assert d["system"] == "rag" and "ft+rag is out: accuracy 19.0% is not significantly above the closed-book " \
+        "base's (0.0%, McNemar p = 0.2): the knowledge did not get in" in d["reasons"]
+    none = decide(s[s["system"].isin(["base", "ft"])], COSTS, tests, INPUTS)
+    assert none["recommendation"] is None and "no recommendation" in format_decision(none).splitlines()[-1]
