@@ -326,9 +326,16 @@ def to_markdown(sections) -> str:
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1240px;color:#222}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}img{max-width:640px;border:1px solid #ddd;margin:4px}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:12px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f0f0f0}.wide{overflow-x:auto}td:first-child,th:first-child{text-align:left}img{max-width:640px;border:1px solid #ddd;margin:4px}
 h2{border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:28px}li{margin:2px 0}.rec{font-size:18px}"""
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """A table whose long column names may break after an underscore (<wbr>), so wide tables fit the page;
+    what still does not fit scrolls sideways."""
+    head, rest = df.to_html(index=False, escape=True, na_rep="-", border=0).split("</thead>", 1)
+    return f'<div class="wide">{head.replace("_", "_<wbr>")}</thead>{rest}</div>'
 
 
 def to_html(sections, title: str) -> str:
@@ -344,7 +351,7 @@ def to_html(sections, title: str) -> str:
                 body.append("<ul>" + "".join(bullets) + "</ul>")
                 bullets = []
             if isinstance(it, pd.DataFrame):
-                body.append(it.to_html(index=False, escape=True, na_rep="-", border=0) if not it.empty else "<p>(none)</p>")
+                body.append(html_table(it) if not it.empty else "<p>(none)</p>")
             elif isinstance(it, tuple):
                 body.append(f'<figure><img src="{html.escape(it[1])}" alt="{html.escape(it[2])}">'
                             f"<figcaption>{html.escape(it[2])}</figcaption></figure>")
