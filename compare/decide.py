@@ -10,8 +10,9 @@ Model of the month, stated so every number can be checked:
     so its effective accuracy = accuracy * (1 - change_rate / 2). Retrieval arms read the updated documents.
 Rule: drop the systems that did not get the knowledge in (no more accurate than the closed-book `base`, or 0%
 accurate when no base was run: a system that abstains on everything hallucinates little but answers nothing; a
-lead over base that McNemar does not find significant is kept with a caution); keep those whose hallucination rate is within tolerance; take the highest effective accuracy; if a
-cheaper kept system is not significantly less accurate (paired McNemar p >= 0.05), take the cheaper one.
+lead over base that McNemar does not find significant is kept with a caution); keep those whose hallucination
+rate is within tolerance; take the highest effective accuracy; if a cheaper kept system is not significantly
+less accurate (paired McNemar p >= 0.05), take the cheaper one.
 """
 
 from __future__ import annotations
@@ -66,13 +67,8 @@ def decide(summary: pd.DataFrame, costs: pd.DataFrame, mcnemar: pd.DataFrame, in
     reasons = [f"inputs: {inputs['query_volume']:,} questions/month, {inputs['change_rate']:.0%} of facts change "
                f"per month, hallucination tolerance {tol:.0%}"]
     base = summary[summary["family"] == "base"] if "family" in summary else summary.iloc[:0]
-    learned = []
-    for _, r in c.iterrows():
-        if base.empty:
-            learned.append(bool(r["accuracy"] > 0))
-            continue
-        learned.append(bool(r["accuracy"] > base.iloc[0]["accuracy"]))
-    c["learned"] = learned
+    b = base.iloc[0] if not base.empty else None  # the closed-book reference
+    c["learned"] = c["accuracy"] > (b["accuracy"] if b is not None else 0.0)
     for _, r in c.iterrows():
         reasons.append(
             f"{r['family']} = {r['system']}: accuracy {r['accuracy']:.1%} (95% CI {r['accuracy_lo']:.1%}-"
@@ -81,20 +77,15 @@ def decide(summary: pd.DataFrame, costs: pd.DataFrame, mcnemar: pd.DataFrame, in
             + (f" after {r['stale_share']:.1%} stale answers" if r["stale_share"] else "")
             + f", ${r['usd_month']:,.2f}/month (${r['usd_per_1k']:.4f} per 1,000 questions + ${r['upkeep_usd_month']:.4f} upkeep)")
     for _, r in c[~c["learned"]].iterrows():
-        if base.empty:
-            reasons.append(f"{r['system']} is out: it answered no question correctly")
-        else:
-            b = base.iloc[0]
-            reasons.append(f"{r['system']} is out: accuracy {r['accuracy']:.1%} is no higher than the closed-book "
-                           f"{b['system']}'s ({b['accuracy']:.1%}): the knowledge did not get in")
-    if not base.empty:
-        b = base.iloc[0]
-        for _, r in c[c["learned"]].iterrows():
-            p = _p(mcnemar, r["system"], b["system"])
-            if not p < ALPHA:
-                reasons.append(f"caution: {r['system']} is above the closed-book {b['system']} ({r['accuracy']:.1%} vs "
-                               f"{b['accuracy']:.1%}) but not significantly (McNemar p = {p:.3g}): more questions needed")
+        reasons.append(f"{r['system']} is out: it answered no question correctly" if b is None else
+                       f"{r['system']} is out: accuracy {r['accuracy']:.1%} is no higher than the closed-book "
+                       f"{b['system']}'s ({b['accuracy']:.1%}): the knowledge did not get in")
     c = c[c["learned"]]
+    for _, r in c.iterrows() if b is not None else ():
+        p = _p(mcnemar, r["system"], b["system"])
+        if not p < ALPHA:
+            reasons.append(f"caution: {r['system']} is above the closed-book {b['system']} ({r['accuracy']:.1%} vs "
+                           f"{b['accuracy']:.1%}) but not significantly (McNemar p = {p:.3g}): more questions needed")
     if c.empty:
         reasons.append("no RAG, FT or FT+RAG system answers better than the base model: no recommendation; see "
                        "'Why answers were wrong' (retrieval misses vs generator errors) before choosing")

@@ -2,8 +2,8 @@
 
 Update set: updates.jsonl (documents replacing same-id documents, or new) and qa_updates.jsonl (questions whose
 answer changed: "old_answers" before, "answers" after). Phases, on the changed questions of the run's split:
-  rag arms      "index updated":   the index takes the new documents (rag/index.update_index if present, else a
-                                   full rebuild), timed; then they answer
+  rag arms      "index updated":   the index takes the new documents in place (rag/index.update_index, same
+                                   result as a fresh build), timed; then they answer
   ft arms       "not retrained":   the old adapter answers (stale = gives an old answer)
                 "retrained":       an adapter trained on the updated train data (freshness_steps steps), timed
   ft+rag arms   "index updated" with the old adapter, and "retrained" with the new one and the updated index
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -71,18 +70,13 @@ def write_corpus(folder: Path, docs: list[dict], qa: list[dict]) -> Path:
     return folder
 
 
-def update_index_timed(index, path: str, docs: list[dict], updates: list[dict], cfg) -> tuple[object, dict]:
+def update_index_timed(index, path: str, updates: list[dict]) -> tuple[object, dict]:
     """A copy of the run's index (saved at `path`) with the update applied -> (index, {"method", "seconds"})."""
-    import rag.index as ri
+    from rag.index import load_index, update_index
 
-    if hasattr(ri, "update_index"):
-        fresh = ri.load_index(path)
-        rec = ri.update_index(fresh, updates, mode="update", embedder=index.embedder)
-        return fresh, {"method": "rag.index.update_index (incremental)", "seconds": float(rec["seconds"])}
-    t0 = time.perf_counter()
-    icfg = ri.IndexConfig(corpus=cfg.corpus, embedder=cfg.embedder, device=cfg.device)
-    fresh = ri.build_index(apply_doc_updates(docs, updates), icfg, embedder=index.embedder, progress=False)
-    return fresh, {"method": "full rebuild (rag/index.py has no update_index)", "seconds": time.perf_counter() - t0}
+    fresh = load_index(path)
+    rec = update_index(fresh, updates, mode="update", embedder=index.embedder)
+    return fresh, {"method": "rag.index.update_index (incremental)", "seconds": float(rec["seconds"])}
 
 
 def run_freshness(cfg, corpus: Corpus, systems, index, run_index_meta: dict | None, adapters: dict, out: Path,
@@ -102,7 +96,7 @@ def run_freshness(cfg, corpus: Corpus, systems, index, run_index_meta: dict | No
 
     new_index, index_meta = None, None
     if any(s.uses_retrieval for s in systems) and index is not None:
-        new_index, upd = update_index_timed(index, run_index_meta["path"], corpus.docs, updates, cfg)
+        new_index, upd = update_index_timed(index, run_index_meta["path"], updates)
         meta.update(index_method=upd["method"], index_seconds=upd["seconds"])
         index_meta = {"corpus_hash": new_index.manifest.get("corpus_hash", "updated"), "build_seconds": upd["seconds"]}
         log(progress, f"freshness: index updated in {upd['seconds']:.2f} s ({upd['method']})")

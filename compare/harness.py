@@ -168,7 +168,7 @@ def run_in(cfg: CompareConfig, out: Path, corpus, questions: list[dict], systems
 
     injected, meta["injection"], gen = run_injection(cfg, corpus, systems, index, adapters, questions, out, gen,
                                                      progress)
-    from compare.report import write_atomic, write_run
+    from compare.report import write_run
 
     write_atomic(out / "run.json", json.dumps(meta, indent=2, default=str))
     write_run(out, df, meta, fresh["records"] if fresh else None, seed=cfg.seed, decision_inputs=decision_inputs(cfg),

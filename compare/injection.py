@@ -110,7 +110,7 @@ def run_injection(cfg, corpus, systems, index, adapters: dict, questions: list[d
     import time
 
     from compare.harness import answer_cached, ensure_generator, fingerprint, log
-    from rag.index import IndexConfig, build_index
+    from rag.index import build_index
 
     probed = [s for s in systems if s.uses_retrieval]
     if cfg.injection <= 0 or not probed or index is None:
@@ -119,8 +119,7 @@ def run_injection(cfg, corpus, systems, index, adapters: dict, questions: list[d
     if not probes:
         return None, {}, gen
     t0 = time.perf_counter()
-    icfg = IndexConfig(corpus=cfg.corpus, embedder=cfg.embedder, device=cfg.device)
-    planted = build_index(docs, icfg, embedder=index.embedder, progress=False)
+    planted = build_index(docs, index.config, embedder=index.embedder, progress=False)  # chunked like the run's index
     log(progress, f"injection: {len(probes)} probes, planted index built in {time.perf_counter() - t0:.1f} s")
     h = probes_hash(probes)
     rows = []
