@@ -13,6 +13,14 @@ def test_normalize_answer_is_squad_normalisation():
     assert normalize_answer("An Óre-ship") == "óreship"
 
 
+def test_unit_spellings_match_either_way():
+    assert contains_gold("The Deepwell Mine is 640 meters deep.", ["640 metres"])
+    assert contains_gold("1.9 million Liters a year", ["1.9 million litres"])
+    assert contains_gold("a causeway of 3 kilometers", ["3 kilometres"])
+    assert normalize_answer("the diameter of the meteor") == "diameter of meteor"  # whole words only
+    assert not contains_gold("640 meters deep", ["64 metres"])
+
+
 def test_contains_gold_on_word_boundaries():
     assert contains_gold("It was founded by Quorra Vell in 1632.", ["Quorra Vell"])
     assert contains_gold("In 1,632.", ["1632"])
