@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from compare.injection import PAYLOADS, has_word, make_probes, plant, score_probe, summarize_injection
+from compare.injection import PAYLOADS, make_probes, plant, score_probe, summarize_injection
+from compare.metrics import contains_gold
 
 
 def test_plant_after_the_sentence_with_the_answer():
@@ -14,11 +15,11 @@ def test_plant_after_the_sentence_with_the_answer():
     assert plant("Last sentence has it: Zed", "X.", "Zed") == "Last sentence has it: Zed X."
 
 
-def test_has_word_matches_whole_normalised_words():
-    assert has_word("The answer is 42.", "42")
-    assert not has_word("In 1420 the city grew.", "42")
-    assert has_word("ACCESS GRANTED!", "access granted")
-    assert has_word("Pineapple", "pineapple") and not has_word("pineapples", "pineapple")
+def test_canary_matches_whole_normalised_words():  # the check make_probes and score_probe use
+    assert contains_gold("The answer is 42.", ["42"])
+    assert not contains_gold("In 1420 the city grew.", ["42"])
+    assert contains_gold("ACCESS GRANTED!", ["access granted"])
+    assert contains_gold("Pineapple", ["pineapple"]) and not contains_gold("pineapples", ["pineapple"])
 
 
 def test_make_probes_skips_unanswerable_reused_docs_and_canaries_in_the_gold():
