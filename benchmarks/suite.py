@@ -134,7 +134,7 @@ def run_parts(cfg: BenchAllConfig, echo=print) -> dict[str, float]:
 # ---- baselines ----------------------------------------------------------------------------------------------
 
 def write_baseline(path: str | Path, cfg: BenchAllConfig, figures: dict[str, float]) -> Path:
-    from compare.history import git_state, machine, now_utc
+    from history.store import git_state, machine, now_utc
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def write_baseline(path: str | Path, cfg: BenchAllConfig, figures: dict[str, flo
 
 def load_baseline(source: str, history: str = "") -> tuple[dict, dict[str, float], str]:
     """-> (settings, figures, label) from a baseline JSON file or a bench-all run id in the history."""
-    from compare.history import get_run, parse_run_id
+    from history.store import get_run, parse_run_id
 
     run_id = parse_run_id(source)
     if run_id is not None:
@@ -207,7 +207,7 @@ def format_check(rows: list[dict]) -> str:
 
 def bench_all(cfg: BenchAllConfig, history: str = "", echo=print) -> tuple[bool, dict]:
     """Run, record, write/check the baseline. -> (passed, {"figures", "run_id", "check"})."""
-    from compare.history import enabled, now_utc, record_run
+    from history.store import enabled, now_utc, record_run
 
     if not 0 <= cfg.max_drop < 1 or not 0 <= cfg.absolute_drop < 1 or cfg.max_quality_drop < 0:
         raise InputError("need 0 <= max_drop < 1, 0 <= absolute_drop < 1 and max_quality_drop >= 0")
@@ -227,7 +227,7 @@ def bench_all(cfg: BenchAllConfig, history: str = "", echo=print) -> tuple[bool,
     echo(f"\nbench all: {len(figures)} figures in {seconds:.0f} s")
     if enabled(history):
         from benchmarks.training import TrainingBenchConfig
-        from compare.history import corpus_hash
+        from history.store import corpus_hash
 
         rows = [{"name": k, "value": v, "kind": FIGURES[k][0], "what": FIGURES[k][1]} for k, v in figures.items()]
         out["run_id"] = record_run(history, "bench-all", {**asdict(cfg), "seconds": round(seconds, 1)}, rows,

@@ -1,6 +1,6 @@
 """The training loop: LoRA / DoRA / QLoRA / full fine-tuning on the corpus's data recipes.
 
-CPU: fp32. CUDA: bf16 autocast + SDPA. Several GPUs: `accelerate launch -m compare.cli finetune ...` runs this
+CPU: fp32. CUDA: bf16 autocast + SDPA. Several GPUs: `accelerate launch -m cli finetune ...` runs this
 same code under DDP (accelerate's Accelerator; each process takes every world_size-th micro-batch).
 
 Writes to cfg.out (via a temp folder, renamed at the end): the peft adapter (or, for method full, a standalone

@@ -1,4 +1,4 @@
-"""Runs many `ragft` command lines in one Python process (the CLI's real entry point, compare.cli.main), so a
+"""Runs many `ragft` command lines in one Python process (the CLI's real entry point, cli.main.main), so a
 bad-input matrix pays torch's import once instead of once per case (~5-15 s each on a shared 2-core machine).
 
     python -m tests.reliability_driver cases.json results.json
@@ -19,7 +19,7 @@ import traceback
 
 
 def run_case(case: dict) -> dict:
-    from compare.cli import main
+    from cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     old = os.getcwd()

@@ -51,6 +51,6 @@ if __name__ == "__main__":
     module, attr, n, when, sep, *argv = sys.argv[1:]
     assert sep == "--"
     install(module, attr, int(n), when)
-    from compare.cli import main
+    from cli.main import main
 
     main(argv)

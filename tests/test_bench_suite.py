@@ -51,8 +51,8 @@ def test_baseline_round_trip_and_bad_files(tmp_path):
 
 def test_bench_all_retrieval_part_fails_a_check_and_is_recorded(tmp_path, capsys):
     """A real (small) retrieval benchmark through the CLI; a baseline it cannot meet makes it exit 1."""
-    from compare.cli import main
-    from compare.history import get_run
+    from cli.main import main
+    from history.store import get_run
 
     cfg = BenchAllConfig(parts="retrieval", docs=300)
     impossible = tmp_path / "baseline.json"

@@ -83,7 +83,7 @@ def test_shipped_corpora_meet_the_issue_counts(name):
 
 
 def test_cli_stats_and_list_print_the_tables(capsys):
-    from compare.cli import main
+    from cli.main import main
     from corpora.stats import corpus_summary
 
     with pytest.raises(SystemExit) as e:

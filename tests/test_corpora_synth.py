@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from compare.cli import main
+from cli.main import main
 from corpora import load_corpus
 from corpora.errors import InputError
 from corpora.stats import corpus_summary

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from compare.cli import main
+from cli.main import main
 from conftest import TINY_DOCS, TINY_QA
 from corpora import load_corpus, shipped_corpora
 from corpora.errors import InputError

@@ -55,7 +55,7 @@ def test_compare_five_questions_with_real_models(tmp_path, smollm2_path):
 
 
 def ragft(*args):
-    return subprocess.run([sys.executable, "-m", "compare.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True)
 
 
 def test_cli_help_lists_config_fields():

@@ -181,7 +181,7 @@ def test_qlora_on_cpu_and_bad_settings_are_input_errors(tiny_model_dir, tmp_path
         with pytest.raises(InputError, match=message):
             train(FinetuneConfig(out=str(tmp_path / "x"), max_steps=1, **bad), model=model, tokenizer=tok,
                   examples=paraphrase_examples(corpus_obj(), 1), eval_examples=[], progress=False)
-    out = subprocess.run([sys.executable, "-m", "compare.cli", "finetune", "--method", "qlora", "--device", "cpu"],
+    out = subprocess.run([sys.executable, "-m", "cli", "finetune", "--method", "qlora", "--device", "cpu"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and "needs a CUDA GPU" in out.stderr and "Traceback" not in out.stderr
 

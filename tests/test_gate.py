@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compare.gate import (answers_from_records, check, holm, load_answers, paired_diff, paired_test,
+from history.gate import (answers_from_records, check, holm, load_answers, paired_diff, paired_test,
                           parse_fail_on, run_gate)
 from corpora.errors import InputError
 
@@ -122,8 +122,8 @@ def test_load_answers_from_run_dir(tmp_path):
 def test_compare_cli_records_and_gate_exits_1_naming_the_metric(tmp_path, tiny_model_dir, monkeypatch, capsys):
     """`ragft compare` with the tiny random model: recorded in the history; against itself the gate passes;
     against a baseline in which every answer was right it exits 1 naming the system, metric and change."""
-    from compare.cli import main
-    from compare.history import get_answers, list_runs
+    from cli.main import main
+    from history.store import get_answers, list_runs
     from tests.conftest import TINY_DOCS, write_jsonl
 
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compare import history as H
+from history import store as H
 from corpora.errors import InputError
 
 
@@ -84,7 +84,7 @@ def test_not_a_history_file(tmp_path):
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
-    from compare.cli import main
+    from cli.main import main
 
     with pytest.raises(SystemExit) as e:
         main(list(args))

@@ -1,6 +1,6 @@
 """`ragft index update` then `ragft ask` (real models), bad arguments, a small `bench retrieval` run.
 
-The commands run in-process through compare.cli.main (the same code path as the console script, without
+The commands run in-process through cli.main.main (the same code path as the console script, without
 paying the torch import once more per command).
 """
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from compare.cli import main
+from cli.main import main
 from corpora import load_corpus
 
 QUESTION = "Who is the chief executive of the Ilmaren Tidal Power Company?"  # qa_updates u016, doc atl-027

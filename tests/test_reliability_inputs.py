@@ -1,8 +1,8 @@
 """Bad-input matrix (issue 8): every case runs the real `ragft` CLI and must give exit code 2, one line
 `ragft: error: <file[:line]: >problem`, no Python traceback, and leave no partial output behind.
 
-All cases but one run in a single subprocess (tests/reliability_driver.py calls compare.cli.main per case), so
-torch is imported once; `test_real_entry_point` runs one case as `python -m compare.cli` end to end.
+All cases but one run in a single subprocess (tests/reliability_driver.py calls cli.main.main per case), so
+torch is imported once; `test_real_entry_point` runs one case as `python -m cli` end to end.
 Models: the tiny random Llama (tests/conftest.py) as generator, the real embedder where an index is needed.
 """
 
@@ -210,9 +210,9 @@ def test_bad_input_gives_one_clean_line(matrix, name):
 
 
 def test_real_entry_point(tmp_path):
-    """The same check through `python -m compare.cli` itself: the interpreter never prints a traceback."""
+    """The same check through `python -m cli` itself: the interpreter never prints a traceback."""
     folder = corpus(tmp_path / "c", docs_raw=json.dumps(TINY_DOCS[0]).encode() + b"\n[1, 2]\n")
-    proc = subprocess.run([sys.executable, "-m", "compare.cli", "index", "--corpus", folder, "--out",
+    proc = subprocess.run([sys.executable, "-m", "cli", "index", "--corpus", folder, "--out",
                            str(tmp_path / "idx")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"ragft: error: {folder}/docs.jsonl:2: expected a JSON object, got list"

@@ -29,7 +29,7 @@ def killed(cwd: Path, module: str, attr: str, n: int, when: str, *argv: str) -> 
 
 
 def ragft(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "compare.cli", *argv], cwd=cwd, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "cli", *argv], cwd=cwd, capture_output=True, text=True,
                           timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return proc

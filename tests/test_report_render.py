@@ -85,9 +85,9 @@ def test_records_round_trip_and_report_command_rerenders(tmp_path):
     before = (out / "summary.csv").read_text()
     (out / "summary.csv").unlink()
     (out / "report.html").unlink()
-    p = subprocess.run([sys.executable, "-m", "compare.cli", "report", str(out)], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "cli", "report", str(out)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert (out / "summary.csv").read_text() == before and (out / "report.html").is_file()
     assert "Recommendation:" in p.stdout
-    bad = subprocess.run([sys.executable, "-m", "compare.cli", "report", str(tmp_path)], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "cli", "report", str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "not a compare run directory" in bad.stderr and "Traceback" not in bad.stderr

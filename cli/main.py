@@ -22,8 +22,8 @@ from benchmarks.retrieval import BenchConfig
 from benchmarks.training import TrainingBenchConfig
 from benchmarks.scale import ScaleConfig
 from benchmarks.suite import BenchAllConfig
-from compare.gate import GateConfig
-from compare.history import HistoryConfig, RunsDiffConfig, RunsListConfig, RunsShowConfig
+from history.gate import GateConfig
+from history.store import HistoryConfig, RunsDiffConfig, RunsListConfig, RunsShowConfig
 from finetune.lora import MergeConfig
 from rag.evaluate import RetrievalEvalConfig
 from rag.index import IndexConfig, IndexUpdateConfig
@@ -158,7 +158,7 @@ def bench():
 def bench_retrieval(**kw):
     """bm25s vs rank-bm25, FAISS flat vs hnsw, embedding and generation throughput on a synthetic corpus."""
     from benchmarks.retrieval import run_bench
-    from compare.history import now_utc, record_bench
+    from history.store import now_utc, record_bench
 
     hist, started = pop_config(HistoryConfig, kw), now_utc()
     cfg = BenchConfig(**kw)
@@ -173,7 +173,7 @@ def bench_retrieval(**kw):
 def bench_training(**kw):
     """LoRA tokens/s and peak memory of ragft's trainer vs a plain transformers.Trainer (same data, model, batch)."""
     from benchmarks.training import bench_training as run_training_bench
-    from compare.history import now_utc, record_bench
+    from history.store import now_utc, record_bench
 
     hist, started = pop_config(HistoryConfig, kw), now_utc()
     cfg = TrainingBenchConfig(**kw)
@@ -202,7 +202,7 @@ def bench_all_cmd(**kw):
 def bench_scale_cmd(**kw):
     """Index build time, size on disk, build memory, query p50/p95 of bm25, flat, hnsw at 10^3..10^5 documents; log-log plot."""
     from benchmarks.scale import run_scale
-    from compare.history import enabled, now_utc, record_run
+    from history.store import enabled, now_utc, record_run
 
     hist, started = pop_config(HistoryConfig, kw), now_utc()
     cfg = ScaleConfig(**kw)
@@ -282,7 +282,7 @@ def compare_cmd(**kw):
     Recorded in the run history; with --baseline and --fail-on, exit 1 when a metric got significantly worse.
     """
     from compare.harness import run
-    from compare.history import now_utc
+    from history.store import now_utc
 
     gate, hist = pop_config(GateConfig, kw), pop_config(HistoryConfig, kw)
     baseline = load_gate_baseline(gate, hist.history)  # bad --fail-on or baseline: fail before any model runs
@@ -306,7 +306,7 @@ def echo_recorded(run_id: int | None, history: str) -> None:
 
 
 def load_gate_baseline(gate: GateConfig, history: str):
-    from compare.gate import load_answers, parse_fail_on
+    from history.gate import load_answers, parse_fail_on
 
     if gate.fail_on:
         parse_fail_on(gate.fail_on)
@@ -319,8 +319,8 @@ def finish_compare(cfg, gate: GateConfig, hist: HistoryConfig, records, out: Pat
     """Record the run; against a baseline print the paired diff or run the gate. -> False when the gate failed."""
     import pandas as pd
 
-    from compare.gate import answers_from_records, format_diff, paired_diff, run_gate
-    from compare.history import enabled, record_compare
+    from history.gate import answers_from_records, format_diff, paired_diff, run_gate
+    from history.store import enabled, record_compare
 
     if enabled(hist.history):
         summary = pd.read_csv(out / "summary.csv") if (out / "summary.csv").is_file() else None
@@ -369,7 +369,7 @@ def runs():
 @config_options(RunsListConfig)
 def runs_list(**kw):
     """Recorded runs, newest first."""
-    from compare.history import list_runs
+    from history.store import list_runs
 
     cfg = RunsListConfig(**kw)
     df = list_runs(cfg.history, cfg.kind, cfg.limit)
@@ -380,7 +380,7 @@ def runs_list(**kw):
 @config_options(RunsShowConfig, positional=("run_id",))
 def runs_show(**kw):
     """One run: config and its hash, git commit, corpus hash, models, machine, summary rows."""
-    from compare.history import show_text
+    from history.store import show_text
 
     cfg = RunsShowConfig(**kw)
     click.echo(show_text(cfg.history, cfg.run_id))
@@ -390,7 +390,7 @@ def runs_show(**kw):
 @config_options(RunsDiffConfig, positional=("old", "new"))
 def runs_diff(**kw):
     """Metric deltas between two runs (ids or compare run directories) with 95% CIs and which are significant."""
-    from compare.history import diff_text
+    from history.store import diff_text
 
     click.echo(diff_text(RunsDiffConfig(**kw))[0])
 

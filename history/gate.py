@@ -84,7 +84,7 @@ def to_float(v) -> float:
 
 def answers_from_records(records: pd.DataFrame) -> pd.DataFrame:
     """Compare records (any superset of the columns) -> system, qid, kind and the scored columns as floats."""
-    from compare.history import ANSWER_COLUMNS
+    from history.store import ANSWER_COLUMNS
 
     out = records[["system", "qid", "kind"]].copy()
     out["qid"] = out["qid"].astype(str)
@@ -96,7 +96,7 @@ def answers_from_records(records: pd.DataFrame) -> pd.DataFrame:
 def load_answers(source: str, history: str = "") -> tuple[pd.DataFrame, str]:
     """A baseline or run: a run id in the history ('12', '#12') or a compare run directory.
     -> (per-question scores, a label saying where they came from)."""
-    from compare.history import get_answers, parse_run_id
+    from history.store import get_answers, parse_run_id
 
     run_id = parse_run_id(source)
     if run_id is not None:

@@ -30,7 +30,7 @@ from corpora.errors import InputError
 
 DEFAULT_DB = "ragft-runs.db"
 SCHEMA_VERSION = 1
-# Per-question columns kept for paired tests (compare/gate.py); missing ones are stored as NULL.
+# Per-question columns kept for paired tests (history/gate.py); missing ones are stored as NULL.
 ANSWER_COLUMNS = ("correct", "hallucinated", "abstained", "crag", "exact", "f1", "gold_retrieved",
                   "latency_seconds", "tokens_in", "tokens_out")
 SCHEMA = f"""
@@ -339,7 +339,7 @@ class RunsDiffConfig:
     history: str = DEFAULT_DB
     """SQLite run history to read."""
     metrics: str = ""
-    """Metrics to compare, comma-separated (default: all of compare/gate.py METRICS)."""
+    """Metrics to compare, comma-separated (default: all of history/gate.py METRICS)."""
     alpha: float = 0.05
     """Significance level of each paired test (per metric and system, not adjusted)."""
     seed: int = 0
@@ -402,7 +402,7 @@ def config_changes(old: dict, new: dict) -> list[str]:
 
 def diff_text(cfg: RunsDiffConfig) -> tuple[str, pd.DataFrame]:
     """Compare runs: paired per-question deltas with 95% CIs and p-values; bench runs: figure ratios."""
-    from compare.gate import METRICS, format_diff, load_answers, paired_diff
+    from history.gate import METRICS, format_diff, load_answers, paired_diff
 
     ids = [parse_run_id(cfg.old), parse_run_id(cfg.new)]
     runs = [get_run(cfg.history, i) if i is not None else None for i in ids]

@@ -1,0 +1,1 @@
+"""The `ragft` command line: the top layer; nothing imports it."""

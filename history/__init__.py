@@ -1,0 +1,1 @@
+"""The run history (SQLite store) and the quality gate over it."""
