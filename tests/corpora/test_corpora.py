@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import TINY_DOCS, TINY_QA, write_jsonl
+from tests.conftest import TINY_DOCS, TINY_QA, write_jsonl
 from corpora import load_corpus, shipped_corpora
 from corpora.errors import InputError
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import TINY_DOCS
+from tests.conftest import TINY_DOCS
 from rag.augment import ABSTAIN, build_messages
 from rag.index import BM25_K1, IndexConfig, build_index, chunk_documents, load_index
 from rag.query import normalize_query, tokenize

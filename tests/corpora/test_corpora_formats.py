@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import write_jsonl
+from tests.conftest import write_jsonl
 from corpora import load_corpus
 from corpora.errors import InputError
 from corpora.validate import validate

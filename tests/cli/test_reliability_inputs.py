@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import TINY_DOCS, TINY_QA, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def corpus(folder: Path, docs=None, qa=None, docs_raw: bytes | None = None, qa_raw: bytes | None = None) -> str:

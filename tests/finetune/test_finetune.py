@@ -2,7 +2,7 @@ import json
 
 import torch
 
-from conftest import TINY_QA
+from tests.conftest import TINY_QA
 from corpora import Corpus
 from finetune.data import qa_examples, tokenize_example
 from finetune.train import FinetuneConfig, lr_at, train

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import TINY_DOCS, TINY_QA, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def killed(cwd: Path, module: str, attr: str, n: int, when: str, *argv: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cli.main import main
-from conftest import TINY_DOCS, TINY_QA
+from tests.conftest import TINY_DOCS, TINY_QA
 from corpora import load_corpus, shipped_corpora
 from corpora.errors import InputError
 from corpora.validate import near_duplicates, validate

@@ -3,7 +3,7 @@ timings. The generator is the tiny random Llama (conftest.tiny_model_dir): it ch
 
 import pytest
 
-from conftest import TINY_DOCS
+from tests.conftest import TINY_DOCS
 from rag.augment import MIN_CUT_TOKENS, build_messages, cited_ids, fit_passages, format_passages
 from rag.index import IndexConfig, build_index
 from rag.query import STOP_WORDS, clean_rewrite, query_tokens, remove_stop_words

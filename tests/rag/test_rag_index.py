@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import TINY_DOCS
+from tests.conftest import TINY_DOCS
 from corpora.errors import InputError
 from rag.index import (IndexConfig, all_vectors, build_index, chunk_documents, corpus_hash, default_index_dir,
                        load_index, open_or_build, sparse_scores, update_index)

@@ -9,7 +9,7 @@ import pytest
 from benchmarks.suite import (FIGURES, BenchAllConfig, check_figures, load_baseline, settings, write_baseline)
 from corpora.errors import InputError
 
-BASELINE = Path(__file__).resolve().parent.parent / "benchmarks" / "baseline.json"
+BASELINE = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline.json"
 
 
 def test_committed_baseline_matches_the_default_settings():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_DOCS, TINY_QA
+from tests.conftest import TINY_DOCS, TINY_QA
 from corpora import Corpus
 from corpora.errors import InputError
 from finetune.data import (FRAMES, build_examples, docs_examples, heldout_examples, paraphrase_examples,
@@ -19,7 +19,7 @@ from finetune.data import (FRAMES, build_examples, docs_examples, heldout_exampl
 from finetune.train import FinetuneConfig, collate, keep_last, loss_sum, make_inputs, shared_prefix_len, train
 from rag.augment import build_messages
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def corpus_obj():
