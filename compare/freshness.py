@@ -50,7 +50,7 @@ def update_set(corpus: Corpus) -> tuple[list[dict], list[dict]]:
 
 def updated_train_qa(qa: list[dict], qa_updates: list[dict]) -> list[dict]:
     """Train questions after the update (see the module docstring); test questions are kept as they are."""
-    from compare.metrics import normalize_answer
+    from corpora.text import normalize_answer
 
     old = {}  # doc id -> normalised old answers
     for u in qa_updates:

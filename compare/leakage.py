@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from difflib import SequenceMatcher
 
-from compare.metrics import normalize_answer
+from corpora.text import normalize_answer
 
 LEAK_THRESHOLD = 0.9
 

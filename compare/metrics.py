@@ -10,10 +10,9 @@ CRAG score (Yang et al. 2024, "CRAG - Comprehensive RAG Benchmark"): +1 correct,
 from __future__ import annotations
 
 import math
-import re
-import string
-import unicodedata
 from collections import Counter
+
+from corpora.text import normalize_answer
 
 # Phrasings a model uses to decline. Matched on the normalised answer, so apostrophes and case don't matter.
 ABSTAIN_PHRASES = (
@@ -24,11 +23,6 @@ ABSTAIN_PHRASES = (
     "does not say", "does not mention", "unknown", "no answer", "unable to determine",
     "unable to find", "could not find", "cannot find", "cant find", "no record", "not available",
 )
-_PUNCT = set(string.punctuation) | {"‘", "’", "“", "”", "–", "—"}
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-# American spellings of metric units, mapped to the British ones the shipped corpora use: "640 meters" is the
-# right answer to a gold "640 metres" (seen in a demo run). Whole words only: "diameter" stays as it is.
-_UNIT_SPELLING = re.compile(r"\b(kilo|centi|milli)?(met|lit)er(s?)\b")
 # Function words left out of grounding: they occur in any context and say nothing about support.
 STOPWORDS = frozenset("""
 a an the and or but of in on at to for from by with as is are was were be been being it its this that these
@@ -39,15 +33,6 @@ had into onto about after before over under between also only just one
 
 # Failure labels for wrong answers (empty string for a correct one).
 FAILURES = ("retrieval_miss", "generator_error", "parametric_hallucination", "declined", "stale")
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD v1.1 normalisation (lower-case, drop punctuation and articles, collapse whitespace), plus one
-    spelling rule: metric units spelt the British way (meters -> metres, liters -> litres)."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(ch for ch in text if ch not in _PUNCT)
-    text = _UNIT_SPELLING.sub(r"\1\2re\3", text)
-    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def exact_match(answer: str, golds: list[str]) -> bool:

@@ -110,7 +110,7 @@ def check_answers_in_docs(questions: list[dict], docs: dict[str, str], key: str,
     normalised) in one of q's doc_ids documents, and every other one at least after the scoring normalisation
     (compare.metrics.normalize_answer: punctuation and articles dropped), so typographic variants such as
     "27-21" for "27–21" pass and a typo does not. docs: id -> norm_space(text)."""
-    from compare.metrics import normalize_answer
+    from corpora.text import normalize_answer
 
     loose: dict[str, str] = {}  # doc id -> normalize_answer(text), computed only where a variant needs it
     for q in questions:
