@@ -15,37 +15,25 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from corpora import Corpus
+from compare.adapters import ensure_generator, resolve_adapter
+from compare.cache import answer_cached, docs_sha, fingerprint, log
+from compare.metrics import build_records
+from corpora import Corpus, apply_updates
 from corpora.errors import InputError
-
-
-def apply_doc_updates(docs: list[dict], updates: list[dict]) -> list[dict]:
-    """Same-id documents replaced in place, new ids appended in order."""
-    by_id = {u["id"]: u for u in updates}
-    old = {d["id"] for d in docs}
-    return [by_id.get(d["id"], d) for d in docs] + [u for u in updates if u["id"] not in old]
+from corpora.files import write_atomic
 
 
 def update_set(corpus: Corpus) -> tuple[list[dict], list[dict]]:
     """(update documents, update questions) of a corpus; InputError when it has none."""
-    updates, qa_updates = getattr(corpus, "updates", None), getattr(corpus, "qa_updates", None)
-    if updates is None or qa_updates is None:  # a Corpus without update fields: read the files here
-        from corpora import load_docs, load_qa
-
-        up = Path(corpus.path) / "updates.jsonl"
-        qu = Path(corpus.path) / "qa_updates.jsonl"
-        updates = load_docs(up) if up.is_file() else []
-        ids = {d["id"] for d in corpus.docs} | {d["id"] for d in updates}
-        qa_updates = load_qa(qu, ids) if qu.is_file() else []
-    if not updates or not qa_updates:
+    if not corpus.updates or not corpus.qa_updates:
         raise InputError(f"corpus {corpus.name!r} has no update set (updates.jsonl + qa_updates.jsonl) for --freshness",
                          str(corpus.path))
-    return updates, qa_updates
+    return corpus.updates, corpus.qa_updates
 
 
 def updated_train_qa(qa: list[dict], qa_updates: list[dict]) -> list[dict]:
@@ -66,7 +54,7 @@ def updated_train_qa(qa: list[dict], qa_updates: list[dict]) -> list[dict]:
 def write_corpus(folder: Path, docs: list[dict], qa: list[dict]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("docs.jsonl", docs), ("qa.jsonl", qa)):
-        (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        write_atomic(folder / name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return folder
 
 
@@ -74,7 +62,7 @@ def update_index_timed(index, path: str, updates: list[dict]) -> tuple[object, d
     """A copy of the run's index (saved at `path`) with the update applied -> (index, {"method", "seconds"})."""
     from rag.index import load_index, update_index
 
-    fresh = load_index(path)
+    fresh = load_index(path, embedder=index.manifest["config"]["embedder"])  # the run's own index
     rec = update_index(fresh, updates, mode="update", embedder=index.embedder)
     return fresh, {"method": "rag.index.update_index (incremental)", "seconds": float(rec["seconds"])}
 
@@ -82,9 +70,6 @@ def update_index_timed(index, path: str, updates: list[dict]) -> tuple[object, d
 def run_freshness(cfg, corpus: Corpus, systems, index, run_index_meta: dict | None, adapters: dict, out: Path,
                   progress: bool) -> dict:
     """-> {"records": DataFrame (one row per system, phase, changed question), "meta": {...}}."""
-    from compare.harness import CompareConfig, adapter_cost, answer_cached, build_records, ensure_generator, \
-        fingerprint, log
-
     updates, qa_updates = update_set(corpus)
     questions = [q for q in qa_updates if q["split"] == cfg.split]
     if not questions:
@@ -104,21 +89,16 @@ def run_freshness(cfg, corpus: Corpus, systems, index, run_index_meta: dict | No
     new_adapters = {}
     keys = list(dict.fromkeys(s.adapter_key for s in systems if s.uses_adapter))
     if keys:
-        updated = write_corpus(folder / "corpus-updated", apply_doc_updates(corpus.docs, updates),
+        updated = write_corpus(folder / "corpus-updated", apply_updates(corpus.docs, updates),
                                updated_train_qa(corpus.qa, qa_updates))
         steps = cfg.freshness_steps or cfg.max_steps
+        rcfg = replace(cfg, corpus=str(updated), adapter="", max_steps=steps)
         for key in keys:
             if key.startswith("path:"):
                 raise InputError(f"--freshness cannot retrain a given adapter ({key[5:]}): name a recipe instead")
-            named = key[7:] if key.startswith("recipe:") else ""
-            recipe = named or cfg.recipe
-            rcfg = CompareConfig(**{**asdict(cfg), "corpus": str(updated), "adapter": "", "max_steps": steps})
-            target = folder / (f"adapter-{named}" if named else "adapter")
-            if (target / "cost.json").is_file() and (target / "adapter_model.safetensors").is_file():
-                new_adapters[key] = {**json.loads((target / "cost.json").read_text()), "adapter": str(target)}
-            else:
-                log(progress, f"freshness: retraining {key} on the updated train data ({steps or 'all'} steps)")
-                new_adapters[key] = adapter_cost(rcfg, corpus.name, folder, progress, recipe, target)
+            log(progress, f"freshness: adapter {key} on the updated train data ({steps or 'all'} steps)")
+            # the run's own lookup: reused from <out>/freshness only when trained with these settings
+            new_adapters[key] = resolve_adapter(rcfg, key, corpus.name, folder, progress)
         first = new_adapters[keys[0]]
         meta.update(retrain_steps=first.get("steps"), retrain_seconds=float(first.get("train_seconds", math.nan)))
 
@@ -135,10 +115,10 @@ def run_freshness(cfg, corpus: Corpus, systems, index, run_index_meta: dict | No
             plan.append((s, "index updated", new_index, adapters[s.adapter_key], idx_s))
             plan.append((s, "retrained", new_index, new_adapters[s.adapter_key],
                          idx_s + float(new_adapters[s.adapter_key].get("train_seconds", 0.0))))
-    frames, gen = [], None
+    frames, gen, dsha = [], None, docs_sha(corpus.docs)
     for s, phase, idx, ad, absorb in sorted(plan, key=lambda p: (p[3] or {}).get("adapter", "")):
         gen = ensure_generator(gen, cfg, ad["adapter"] if ad else None)
-        fp = {**fingerprint(cfg, s, ad, index_meta), "phase": phase}
+        fp = {**fingerprint(cfg, s, ad, index_meta, dsha), "phase": phase}
         stem = f"{s.file_stem}-{phase.replace(' ', '_')}"
         ans = answer_cached(gen, idx, s, questions, cfg, folder / f"{stem}.jsonl", fp, progress)
         df = build_records([s], questions, {s.name: ans}, {s.adapter_key: ad} if ad else {}, index_meta, {},

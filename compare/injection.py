@@ -15,7 +15,9 @@ import re
 
 import pandas as pd
 
-from compare.metrics import contains_gold
+from compare.adapters import ensure_generator
+from compare.cache import answer_cached, docs_sha, fingerprint, log
+from corpora.text import contains_gold
 
 # (instruction planted in the document, canary word whose presence in the answer means it was obeyed).
 # Styles from the indirect-injection literature (Greshake et al. 2023): a bare order, a fake "important"
@@ -44,7 +46,7 @@ def make_probes(docs: list[dict], questions: list[dict], n: int) -> tuple[list[d
     """(documents with instructions planted, probes). Probes: the first n answerable questions with a gold
     document not yet used, each given the next payload whose canary is neither in its gold answers nor in
     the document (so a correct answer cannot count as obeying). Canaries match as whole normalised words, the
-    way gold answers do (compare/metrics.py: contains_gold)."""
+    way gold answers do (corpora/text.py: contains_gold)."""
     by_id = {d["id"]: d for d in docs}
     planted, probes = {}, []
     for q in questions:
@@ -103,7 +105,6 @@ def run_injection(cfg, corpus, systems, index, adapters: dict, questions: list[d
     resumes here too."""
     import time
 
-    from compare.harness import answer_cached, ensure_generator, fingerprint, log
     from rag.index import build_index
 
     probed = [s for s in systems if s.uses_retrieval]
@@ -115,12 +116,12 @@ def run_injection(cfg, corpus, systems, index, adapters: dict, questions: list[d
     t0 = time.perf_counter()
     planted = build_index(docs, index.config, embedder=index.embedder, progress=False)  # chunked like the run's index
     log(progress, f"injection: {len(probes)} probes, planted index built in {time.perf_counter() - t0:.1f} s")
-    h = probes_hash(probes)
+    h, dsha = probes_hash(probes), docs_sha(corpus.docs)
     rows = []
     for s in sorted(probed, key=lambda s: s.uses_adapter):
         ad = adapters.get(s.adapter_key) if s.uses_adapter else None
         gen = ensure_generator(gen, cfg, ad["adapter"] if ad else None)
-        fp = {**fingerprint(cfg, s, ad, None), "injection": h}
+        fp = {**fingerprint(cfg, s, ad, None, dsha), "injection": h}
         answers = answer_cached(gen, planted, s, probes, cfg, out / "answers" / f"injection-{s.file_stem}.jsonl",
                                 fp, progress)
         rows += [{"system": s.name, **score_probe(p, a)} for p, a in zip(probes, answers)]

@@ -2,6 +2,9 @@
 
 Correctness is "the normalised answer contains a normalised gold answer" (SQuAD normalisation:
 lower-case, punctuation and articles stripped); exact match and token F1 (SQuAD v1.1) are kept beside it.
+Those answer-only scores (score_answer and its helpers) live in corpora/text.py and are re-exported here;
+this file adds what needs the retrieval (grounding, gold recall, staleness, failure attribution) and
+build_records, which scores every (system, question) of a run into one DataFrame row.
 Hallucination counts abstention as the right answer to an unanswerable question, unlike RAGAS-style
 faithfulness, which scores an abstention 0.
 CRAG score (Yang et al. 2024, "CRAG - Comprehensive RAG Benchmark"): +1 correct, 0 abstained, -1 wrong.
@@ -10,19 +13,11 @@ CRAG score (Yang et al. 2024, "CRAG - Comprehensive RAG Benchmark"): +1 correct,
 from __future__ import annotations
 
 import math
-from collections import Counter
 
-from corpora.text import normalize_answer
+# Answer matching and scoring live at the bottom layer (finetune/evaluate.py scores with them too); re-exported.
+from corpora.text import (ABSTAIN_PHRASES, contains_gold, crag_score, exact_match, is_abstention,  # noqa: F401
+                          normalize_answer, score_answer, token_f1)
 
-# Phrasings a model uses to decline. Matched on the normalised answer, so apostrophes and case don't matter.
-ABSTAIN_PHRASES = (
-    "i dont know", "i do not know", "dont know", "do not know", "not sure", "no idea",
-    "cannot answer", "cant answer", "unable to answer", "cannot be determined", "cannot determine",
-    "no information", "not enough information", "not mentioned", "not provided", "not specified",
-    "not stated", "does not contain", "do not contain", "doesnt contain", "dont contain",
-    "does not say", "does not mention", "unknown", "no answer", "unable to determine",
-    "unable to find", "could not find", "cannot find", "cant find", "no record", "not available",
-)
 # Function words left out of grounding: they occur in any context and say nothing about support.
 STOPWORDS = frozenset("""
 a an the and or but of in on at to for from by with as is are was were be been being it its this that these
@@ -33,57 +28,6 @@ had into onto about after before over under between also only just one
 
 # Failure labels for wrong answers (empty string for a correct one).
 FAILURES = ("retrieval_miss", "generator_error", "parametric_hallucination", "declined", "stale")
-
-
-def exact_match(answer: str, golds: list[str]) -> bool:
-    return any(normalize_answer(answer) == normalize_answer(g) for g in golds)
-
-
-def token_f1(answer: str, golds: list[str]) -> float:
-    """SQuAD v1.1 token F1: max over golds of the harmonic mean of token precision and recall (0.0 if no gold)."""
-    pred = normalize_answer(answer).split()
-    best = 0.0
-    for g in golds:
-        ref = normalize_answer(g).split()
-        common = sum((Counter(pred) & Counter(ref)).values())
-        if common:
-            p, r = common / len(pred), common / len(ref)
-            best = max(best, 2 * p * r / (p + r))
-    return best
-
-
-def contains_gold(answer: str, golds: list[str]) -> bool:
-    """True when a normalised gold answer occurs in the normalised answer on word boundaries."""
-    a = f" {normalize_answer(answer)} "
-    return any(f" {normalize_answer(g)} " in a for g in golds if normalize_answer(g))
-
-
-def is_abstention(answer: str) -> bool:
-    """The answer declines to answer (an empty answer declines too)."""
-    a = f" {normalize_answer(answer)} "
-    return a.strip() == "" or any(f" {p} " in a for p in ABSTAIN_PHRASES)
-
-
-def score_answer(answer: str, golds: list[str], kind: str) -> dict:
-    """{"exact", "f1", "correct", "abstained", "hallucinated", "crag"} for one answer.
-
-    answerable:   correct = contains a gold answer; hallucinated = not correct and did not abstain.
-    unanswerable: correct = abstained;              hallucinated = did not abstain.
-    crag: +1 correct, 0 abstained (and not correct), -1 otherwise.
-    """
-    abstained = is_abstention(answer)
-    if kind == "unanswerable" or not golds:
-        s = {"exact": False, "f1": 0.0, "correct": abstained, "abstained": abstained, "hallucinated": not abstained}
-    else:
-        correct = contains_gold(answer, golds)
-        s = {"exact": exact_match(answer, golds), "f1": token_f1(answer, golds), "correct": correct,
-             "abstained": abstained and not correct, "hallucinated": not correct and not abstained}
-    s["crag"] = crag_score(s["correct"], s["abstained"])
-    return s
-
-
-def crag_score(correct: bool, abstained: bool) -> int:
-    return 1 if correct else 0 if abstained else -1
 
 
 def content_words(text: str) -> list[str]:
@@ -143,3 +87,43 @@ def attribute_failure(score: dict, kind: str, retrieval: bool, gold_recall_: flo
             return "retrieval_miss"
         return "generator_error"
     return "declined" if score["abstained"] else "parametric_hallucination"
+
+
+# ---- one record per (system, question) -----------------------------------------------------------------------
+
+def build_records(systems: list, questions: list[dict], answers: dict[str, list[dict]], adapters: dict,
+                  index_meta: dict | None, leaks: dict, old_answers: dict | None = None):
+    """Join questions, cached answers and scores -> DataFrame, one row per (system, question), systems in
+    config order (systems: compare/systems.py System)."""
+    import pandas as pd
+
+    records = []
+    for s in systems:
+        by_qid = {a["qid"]: a for a in answers[s.name]}
+        for q in questions:
+            a = dict(by_qid[q["id"]])
+            a.pop("qid")
+            a.pop("qsha", None)  # the cache's question hash (compare/cache.py), not a record column
+            rec = {"system": s.name, "family": s.family, "qid": q["id"], "kind": q["kind"],
+                   "question": q["question"], "gold": q["answers"], "gold_doc_ids": q["doc_ids"], **a}
+            olds = (old_answers or {}).get(q["id"])
+            if olds is not None:
+                rec["old_answers"] = olds
+            rec.update(score_record(rec, s.uses_retrieval, olds))
+            rec["train_seconds"] = float(adapters[s.adapter_key].get("train_seconds", 0.0)) if s.uses_adapter else 0.0
+            rec["index_seconds"] = float(index_meta["build_seconds"]) if (s.uses_retrieval and index_meta) else 0.0
+            rec["leak"] = q["id"] in leaks
+            rec["leak_train_id"] = leaks.get(q["id"], {}).get("train_id", "")
+            records.append(rec)
+    return pd.DataFrame(records)
+
+
+def score_record(rec: dict, retrieval: bool, old_answers: list[str] | None = None) -> dict:
+    """Every per-question score of one answer record (the functions above)."""
+    s = score_answer(rec["answer"], rec["gold"], rec["kind"])
+    s["grounding"] = grounding(rec["answer"], rec.get("context")) if retrieval else math.nan
+    s["gold_retrieved"] = gold_retrieved(rec["gold_doc_ids"], rec["retrieved_ids"]) if retrieval else None
+    s["gold_recall"] = gold_recall(rec["gold_doc_ids"], rec["retrieved_ids"]) if retrieval else math.nan
+    s["stale"] = is_stale(rec["answer"], old_answers, rec["gold"])
+    s["failure"] = attribute_failure(s, rec["kind"], retrieval, s["gold_recall"], s["stale"])
+    return s

@@ -3,7 +3,8 @@
 `python -m finetune.evaluate ADAPTER [--corpus atlantis]` prints accuracy on test questions with
 `paraphrase_of` set (a rewording of a train question: the fact was trained), on the others (facts only in
 the documents) and abstention on unanswerable ones. It asks exactly as the ft system of `ragft compare` does:
-rag.pipeline.answer_questions(gen, None, questions, "none", 0), scored by compare.metrics.score_answer.
+rag.pipeline.answer_questions(gen, None, questions, "none", 0), scored by corpora.text.score_answer (as compare
+scores).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import json
 import sys
 
 from corpora import DEFAULT_CORPUS, load_corpus
+from corpora.text import score_answer
 
 
 def evaluate(adapter: str | None, corpus: str = DEFAULT_CORPUS, generator: str = "smollm2-135m",
              device: str = "auto", batch_size: int = 16) -> dict:
     """{"trained_facts": acc, "untrained_facts": acc, "unanswerable_abstained": rate, "n_*": counts, "answers"}."""
-    from compare.metrics import score_answer
     from rag.generate import load_generator
     from rag.pipeline import answer_questions
 

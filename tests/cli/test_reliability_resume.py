@@ -42,6 +42,7 @@ def folder(path: Path, docs, qa) -> Path:
     return path
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_index_killed_while_saving_keeps_the_old_index_or_rebuilds(tmp_path):
     from rag.index import IndexConfig, corpus_hash, load_index, open_or_build
 
@@ -84,7 +85,7 @@ def test_compare_killed_mid_run_resumes_only_the_missing_questions(tmp_path, tin
     args = ["compare", "--corpus", str(corpus), "--systems", "base", "--generator", str(tiny_model_dir),
             "--batch-size", "1", "--max-new-tokens", "4", "--out", str(tmp_path / "run")]
     # append_lines calls: 1 the fingerprint, 2 the first unit (4 questions), 3 the second: torn half-way, killed.
-    killed(tmp_path, "compare.harness", "append_lines", 3, "half", *args)
+    killed(tmp_path, "compare.cache", "append_lines", 3, "half", *args)
     cache = tmp_path / "run" / "answers" / "base.jsonl"
     before = cache.read_text().split("\n")
     assert len(before) == 6 and before[5] and not before[5].endswith("}")  # header + 4 answers + a torn line
@@ -98,7 +99,7 @@ def test_compare_killed_mid_run_resumes_only_the_missing_questions(tmp_path, tin
     import pandas as pd
 
     fresh = run(CompareConfig(corpus=str(corpus), systems="base", generator=str(tiny_model_dir), batch_size=1,
-                              max_new_tokens=4, out=str(tmp_path / "fresh")), progress=False)
+                              max_new_tokens=4, out=str(tmp_path / "fresh")), progress=False, history="off")
     from compare.report import load_records
 
     resumed = load_records(tmp_path / "run")

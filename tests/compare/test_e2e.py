@@ -10,7 +10,7 @@ from compare.harness import CompareConfig, run, summarize
 
 def test_compare_five_questions_with_real_models(tmp_path, smollm2_path):
     cfg = CompareConfig(limit=5, max_steps=2, out=str(tmp_path / "run"))
-    records = run(cfg, progress=False)
+    records = run(cfg, progress=False, history="off")  # not into ./ragft-runs.db
     assert len(records) == 4 * 5
     assert list(records["system"].unique()) == ["base", "rag", "ft", "ft+rag"]
     for col in ["question", "retrieved_ids", "retrieved_scores", "prompt", "answer", "correct", "abstained",
@@ -46,7 +46,8 @@ def test_compare_five_questions_with_real_models(tmp_path, smollm2_path):
     assert "## Prompt injection" in (tmp_path / "run" / "report.md").read_text()
 
     # Same seed, fresh run directory (adapter trained again): identical answers and numbers apart from timings.
-    again_records = run(CompareConfig(**{**vars(cfg), "out": str(tmp_path / "run2")}), progress=False)
+    again_records = run(CompareConfig(**{**vars(cfg), "out": str(tmp_path / "run2")}), progress=False,
+                        history="off")
     assert list(again_records["answer"]) == list(records["answer"])
     again = summarize(again_records)
     timing = [c for c in summary.columns if c.endswith(("_s", "_seconds"))]

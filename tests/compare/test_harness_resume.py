@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from compare.harness import CompareConfig, append_lines, read_cache, run
+from compare.cache import append_lines, read_cache
+from compare.harness import CompareConfig, run
 from tests.conftest import TINY_DOCS, write_jsonl
 
 
