@@ -1,6 +1,6 @@
 """Per-question records -> tables: per system, per system and question kind, and paired tests.
 
-Rates carry 95% percentile-bootstrap intervals (compare/stats.py), seeded so the same records give the same
+Rates carry 95% percentile-bootstrap intervals (corpora/significance.py), seeded so the same records give the same
 table. accuracy, exact and f1 are over answerable questions; hallucination, abstention and crag over all.
 """
 
@@ -12,8 +12,9 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from compare.cost import cost_table
 from compare.metrics import FAILURES
-from compare.stats import bootstrap_ci, mcnemar
+from corpora.significance import bootstrap_ci, mcnemar
 
 CI_METRICS = ("accuracy", "hallucination", "crag")  # columns that get _lo/_hi
 
@@ -62,6 +63,28 @@ def summarize(records: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> pd.Da
         row["leaked"] = int(g["leak"].sum()) if "leak" in g else 0
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summary_table(records: pd.DataFrame, meta: dict | None = None, injection_records: pd.DataFrame | None = None,
+                  seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
+    """summary.csv's table: summarize() + family, usd_per_1k, one_off_usd (compare/cost.py cost_table, priced with
+    meta["prices"]) + injection_obeyed (compare/injection.py, only when there are injection records).
+
+    meta: the run's run.json (compare/cost.py cost_table says which keys); without it the three cost columns are
+    there and NaN, since a cost needs the run's prices, index build and adapters' cost records.
+    """
+    summary = summarize(records, seed=seed, n_boot=n_boot)
+    if meta is not None:
+        costs = cost_table(records, meta, meta["prices"])
+        summary = summary.merge(costs[["system", "family", "usd_per_1k", "one_off_usd"]], on="system", how="left")
+    else:
+        summary = summary.assign(family=math.nan, usd_per_1k=math.nan, one_off_usd=math.nan)
+    if injection_records is not None and len(injection_records):
+        from compare.injection import summarize_injection
+
+        injection = summarize_injection(injection_records)
+        summary = summary.merge(injection[["system", "injection_obeyed"]], on="system", how="left")
+    return summary
 
 
 def summarize_by_kind(records: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:

@@ -82,8 +82,11 @@ def latency_table(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def dir_bytes(path: str | Path) -> int:
+    """Bytes of the files in a folder, ragft's output marker left out (it is bookkeeping, not the index)."""
+    from corpora.outputs import MARKER
+
     p = Path(path)
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and f.name != MARKER) if p.is_dir() else 0
 
 
 def cost_table(records: pd.DataFrame, meta: dict, prices: dict) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The run directory: records, tables, plots, report.md and report.html; `ragft report DIR` re-renders it.
+"""A run folder's report: every table (CSV), summary.txt, decision.txt, report.md and report.html, rendered from
+the saved records (compare/records.py) and run.json; `ragft report DIR` re-renders it, no model runs.
 
 Written by a compare run (and re-rendered from them without any model):
   records.parquet or records.csv  one row per (system, question), every intermediate (lists as JSON in CSV)
@@ -8,23 +9,27 @@ Written by a compare run (and re-rendered from them without any model):
   injection_records.csv           the prompt-injection probes' answers (compare/injection.py)
 Rendered:
   summary.csv, summary_by_kind.csv, mcnemar.csv, failures.csv, latency.csv, costs.csv, break_even.csv,
-  freshness.csv, injection.csv, summary.txt, decision.txt, report.md, report.html, plots/*.png
+  freshness.csv, injection.csv, summary.txt, decision.txt, report.md, report.html, plots/*.png (compare/plots.py)
+CSV files keep snake_case column names; report.md and report.html show them with readable headers (HEADERS).
+report.html is one self-contained file (plots embedded as data: URIs); report.md links plots/*.png.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
-import os
+import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from compare.plots import PLOTS, make_plots
+from compare.records import load_records, save_records
 from corpora.errors import InputError
+from corpora.files import write_atomic
 
-LIST_COLUMNS = ("gold", "gold_doc_ids", "retrieved_ids", "retrieved_chunks", "retrieved_scores", "old_answers")
 SUMMARY_FORMATS = {
     "accuracy": "{:.1%}", "hallucination": "{:.1%}", "abstention": "{:.1%}", "unanswerable_abstained": "{:.1%}",
     "gold_retrieved": "{:.1%}", "p50_latency_s": "{:.2f}", "p95_latency_s": "{:.2f}", "tokens_in": "{:.0f}",
@@ -32,66 +37,28 @@ SUMMARY_FORMATS = {
     "exact": "{:.1%}", "f1": "{:.2f}", "grounding": "{:.1%}", "usd_per_1k": "${:.4f}", "one_off_usd": "${:.4f}",
     "injection_obeyed": "{:.1%}",
 }
-PLOTS = {
-    "accuracy_hallucination.png": "Accuracy (answerable) vs hallucination (all questions), 95% bootstrap CIs",
-    "coverage_risk.png": "Coverage-risk: answering the most confident first",
-    "latency.png": "Median seconds per question by stage",
-    "cost_volume.png": "Total cost vs question volume, with break-even points",
+# Column name -> report header (report.md, report.html); names not here go through readable().
+HEADERS = {
+    "f1": "F1", "crag": "CRAG", "p_value": "p", "qid": "question id",
+    "usd_per_1k": "$ per 1k questions", "one_off_usd": "one-off $", "compute_s_per_q": "compute s per question",
+    "index_seconds": "index build (s)", "train_seconds": "training (s)", "index_bytes": "index size (bytes)",
+    "train_peak_bytes": "training peak memory (bytes)", "trained_tokens": "trained tokens",
+    "a_right_b_wrong": "a right, b wrong", "b_right_a_wrong": "b right, a wrong",
+    "fine_tuned": "fine-tuned", "extra_one_off_usd": "extra one-off $", "saving_per_1k_usd": "saving per 1k questions $",
+    "break_even_questions": "break-even", "usd_month": "$ per month", "upkeep_usd_month": "upkeep $ per month",
+    "injected_retrieved": "planted doc retrieved", "test_qid": "test question", "train_id": "train question",
+    "gold_doc_ids": "gold doc ids", "retrieved_ids": "retrieved doc ids",
 }
+UNITS = (("_seconds", " (s)"), ("_s", " (s)"), ("_usd", " $"), ("_bytes", " (bytes)"))
+EXAMPLES = 3  # right and wrong answers shown per system in the examples section
+EXAMPLE_CHARS = 300  # question and answer text longer than this is cut (with "...") in the examples
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def has_pyarrow() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pyarrow") is not None
-
-
-def save_records(out: Path, records: pd.DataFrame, stem: str = "records") -> Path:
-    """Parquet when pyarrow is installed, else CSV with list columns as JSON (reads back unambiguously)."""
-    if has_pyarrow():
-        path = out / f"{stem}.parquet"
-        tmp = path.with_name(f".tmp-{path.name}")
-        records.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        return path
-    flat = records.copy()
-    for col in flat.columns:
-        if flat[col].map(lambda v: isinstance(v, list)).any():
-            flat[col] = flat[col].map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v)
-    path = out / f"{stem}.csv"
-    write_atomic(path, flat.to_csv(index=False))
-    return path
-
-
-def load_records(out: Path, stem: str = "records") -> pd.DataFrame | None:
-    if (out / f"{stem}.parquet").is_file() and has_pyarrow():
-        df = pd.read_parquet(out / f"{stem}.parquet")
-        for col in LIST_COLUMNS:
-            if col in df:
-                df[col] = df[col].map(lambda v: list(v) if v is not None and not isinstance(v, float) else v)
-        return df
-    if not (out / f"{stem}.csv").is_file():
-        return None
-    df = pd.read_csv(out / f"{stem}.csv", keep_default_na=False, na_values=[""])
-    for col in LIST_COLUMNS:
-        if col in df:
-            df[col] = df[col].map(lambda v: json.loads(v) if isinstance(v, str) else [])
-    for col in ("answer", "prompt", "failure", "leak_train_id"):
-        if col in df:
-            df[col] = df[col].map(lambda v: "" if pd.isna(v) else str(v))
-    return df
-
-
-def write_run(out: Path, records: pd.DataFrame, meta: dict, fresh_records: pd.DataFrame | None = None,
+def write_run(out: str | Path, records: pd.DataFrame, meta: dict, fresh_records: pd.DataFrame | None = None,
               seed: int = 0, decision_inputs: dict | None = None,
               injection_records: pd.DataFrame | None = None) -> dict:
     """Save the records, then render every table, plot and report from the saved files."""
+    out = Path(out)
     save_records(out, records)
     if fresh_records is not None:
         save_records(out, fresh_records, "freshness_records")
@@ -105,8 +72,7 @@ def write_run(out: Path, records: pd.DataFrame, meta: dict, fresh_records: pd.Da
 
 def render(out: str | Path) -> dict:
     """Every table, plot and report of a run directory from its saved records (no model runs)."""
-    from compare.aggregate import (coverage_risk, failure_table, pairwise_mcnemar, summarize,
-                                   summarize_by_kind)
+    from compare.aggregate import coverage_risk, failure_table, pairwise_mcnemar, summarize_by_kind, summary_table
     from compare.cost import break_even_table, cost_table, latency_table
     from compare.decide import decide, format_decision
 
@@ -121,9 +87,9 @@ def render(out: str | Path) -> dict:
               (("query_volume", 100000), ("change_rate", 0.05), ("hallucination_tolerance", 0.2))}
     prices = meta["prices"]
 
-    summary = summarize(records, seed=seed)
+    injection_records = load_records(out, "injection_records")
+    summary = summary_table(records, meta, injection_records, seed=seed)
     costs = cost_table(records, meta, prices)
-    summary = summary.merge(costs[["system", "family", "usd_per_1k", "one_off_usd"]], on="system", how="left")
     by_kind = summarize_by_kind(records, seed=seed)
     tests = pairwise_mcnemar(records)
     failures = failure_table(records)
@@ -139,12 +105,10 @@ def render(out: str | Path) -> dict:
 
         fresh = summarize_freshness(fresh_records, meta.get("freshness", {}))
     injection = None
-    injection_records = load_records(out, "injection_records")
     if injection_records is not None and len(injection_records):
         from compare.injection import summarize_injection
 
         injection = summarize_injection(injection_records)
-        summary = summary.merge(injection[["system", "injection_obeyed"]], on="system", how="left")
     decision = decide(summary, costs, tests, inputs, fresh)
     decision_text = format_decision(decision)
 
@@ -162,7 +126,7 @@ def render(out: str | Path) -> dict:
     plots = make_plots(out / "plots", summary, cov, conf_col, latency, costs, breakeven)
     sections = report_sections(records, meta, cfg, tables, decision, conf_col, plots)
     write_atomic(out / "report.md", to_markdown(sections))
-    write_atomic(out / "report.html", to_html(sections, f"ragft compare: {meta.get('corpus', '')}"))
+    write_atomic(out / "report.html", to_html(sections, f"ragft compare: {meta.get('corpus', '')}", out))
     return {"summary": summary, "decision": decision, "decision_text": decision_text, "tables": tables}
 
 
@@ -222,8 +186,9 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
     leaks = meta.get("leaks", {})
     prices = meta["prices"]
     ad = next(iter(meta.get("adapters", {}).values()), None)
-    setting = (f"Corpus `{meta.get('corpus')}`, split `{meta.get('split')}`, {meta.get('questions')} questions per "
-               f"system; generator `{cfg.get('generator')}`, greedy, at most {cfg.get('max_new_tokens')} new tokens, "
+    # user-given names (corpus, split, generator, device) are plain text: md_text/html escape them
+    setting = (f"Corpus {meta.get('corpus')}, split {meta.get('split')}, {meta.get('questions')} questions per "
+               f"system; generator {cfg.get('generator')}, greedy, at most {cfg.get('max_new_tokens')} new tokens, "
                f"batch {cfg.get('batch_size')}; top-k {cfg.get('top_k')}; seed {cfg.get('seed')}; measured on "
                f"{meta.get('device')} with {meta.get('threads')} threads.")
     if ad:
@@ -250,9 +215,10 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
     sections.append(("Results per question kind", [display(tables["summary_by_kind"],
                                                            ci=("accuracy", "hallucination", "crag"))]))
     sections.append(("Why answers were wrong", [
-        "retrieval_miss: a gold document was not retrieved; generator_error: retrieved (or unanswerable) and still "
-        "wrong; parametric_hallucination: closed-book, confident and wrong; declined: closed-book abstention on an "
+        "retrieval miss: a gold document was not retrieved; generator error: retrieved (or unanswerable) and still "
+        "wrong; parametric hallucination: closed-book, confident and wrong; declined: closed-book abstention on an "
         "answerable question; stale: an answer the update replaced.", tables["failures"]]))
+    sections.append(("Examples", example_items(records)))
     sections.append(("Paired tests (McNemar on correctness)", [
         "exact binomial when fewer than 25 discordant pairs, else chi-square with continuity correction.",
         display(tables["mcnemar"], {"p_value": "{:.3g}", "statistic": "{:.3g}"})]))
@@ -263,7 +229,7 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
         ("img", "plots/coverage_risk.png", PLOTS["coverage_risk.png"])]))
     sections.append(("Latency", [
         "Seconds per question: retrieval + prompt building + the batched generate call (prefill + decode; prefill is "
-        "'-' until generation records split it, and decode then holds the whole call). compute_s_per_q shares a "
+        "'-' until generation records split it, and decode then holds the whole call). compute s per question shares a "
         "batch's call among its questions and is what is priced.",
         display(tables["latency"], {c: "{:.3f}" for c in tables["latency"].columns if c.endswith("_s")}),
         ("img", "plots/latency.png", PLOTS["latency.png"])]))
@@ -302,12 +268,97 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
     return sections
 
 
+def cut(text: str, n: int = EXAMPLE_CHARS) -> str:
+    """text on one line, at most n characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def pick_examples(g: pd.DataFrame, n: int = EXAMPLES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One system's records (in question order) -> (right, wrong), each at most n rows, chosen deterministically:
+    the first n right answers; for wrong ones the first of each failure cause (FAILURES order), then the next
+    wrong answers in question order."""
+    from compare.metrics import FAILURES
+
+    correct = g["correct"].astype(bool)
+    right, wrong = g[correct].head(n), g[~correct]
+    if "failure" in wrong:
+        firsts = [wrong.index[wrong["failure"] == f][0] for f in FAILURES if (wrong["failure"] == f).any()][:n]
+        rest = [i for i in wrong.index if i not in firsts][: n - len(firsts)]
+        wrong = wrong.loc[sorted(firsts + rest, key=list(g.index).index)]
+    return right, wrong.head(n)
+
+
+def example_rows(rows: pd.DataFrame, result: str) -> list[dict]:
+    """Records -> example table rows: question, gold answers, answer, retrieved doc ids (first-seen order), cause."""
+    out = []
+    for r in rows.to_dict("records"):
+        gold = r.get("gold") if isinstance(r.get("gold"), list) else []
+        ids = r.get("retrieved_ids") if isinstance(r.get("retrieved_ids"), list) else []
+        failure = r.get("failure") if isinstance(r.get("failure"), str) else ""
+        out.append({"result": result, "qid": str(r["qid"]), "question": cut(r.get("question") or ""),
+                    "gold": " / ".join(map(str, gold)) if gold and r.get("kind") != "unanswerable" else "(unanswerable)",
+                    "answer": cut(r.get("answer") or ""),
+                    "retrieved_ids": ", ".join(map(str, dict.fromkeys(ids))) if ids else "-",
+                    "failure": readable(failure) if failure else "-"})
+    return out
+
+
+def example_items(records: pd.DataFrame) -> list:
+    """The examples section: per system a line and a table of a few right and wrong answers."""
+    items: list = [
+        f"Per system: up to {EXAMPLES} right answers (the first in question order) and up to {EXAMPLES} wrong ones "
+        "(the first of each failure cause, then the next in question order), with the documents retrieved "
+        f"('-': none, as for closed-book systems). Questions and answers longer than {EXAMPLE_CHARS} characters "
+        "are cut."]
+    for name, g in records.groupby("system", sort=False):
+        right, wrong = pick_examples(g)
+        n_right = int(g["correct"].astype(bool).sum())
+        items.append(f"{name}: {n_right} right, {len(g) - n_right} wrong of {len(g)} questions.")
+        items.append(pd.DataFrame(example_rows(right, "right") + example_rows(wrong, "wrong"),
+                                  columns=["result", "qid", "question", "gold", "answer", "retrieved_ids", "failure"]))
+    return items
+
+
+# ---- markdown and HTML ------------------------------------------------------------------------------------
+
+def readable(col: str) -> str:
+    """A column name as a report header: HEADERS, else units spelled out and underscores as spaces
+    ("p50_latency_s" -> "p50 latency (s)")."""
+    col = str(col)
+    if col in HEADERS:
+        return HEADERS[col]
+    for suffix, unit in UNITS:
+        if col.endswith(suffix) and len(col) > len(suffix):
+            return col[: -len(suffix)].replace("_", " ") + unit
+    return col.replace("_", " ")
+
+
+def with_headers(df: pd.DataFrame) -> pd.DataFrame:
+    return df.rename(columns={c: readable(c) for c in df.columns})
+
+
+def md_text(text: str) -> str:
+    """Paragraph text for markdown: on one line, HTML's <, > and & as entities (nothing renders as HTML)."""
+    return html.escape(" ".join(str(text).splitlines()), quote=False)
+
+
+def md_cell(value) -> str:
+    """One markdown table cell: backslash and | escaped (the table keeps its columns), newlines as <br>,
+    HTML's <, > and & as entities."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    text = html.escape(text, quote=False)
+    return re.sub(r"\r\n|\r|\n", "<br>", text)
+
+
 def md_table(df: pd.DataFrame) -> str:
+    """A GitHub-style markdown table with readable headers, every cell escaped (md_cell)."""
     if df.empty:
         return "_(none)_"
     df = df.astype(str)
-    rows = ["| " + " | ".join(df.columns) + " |", "| " + " | ".join("---" for _ in df.columns) + " |"]
-    rows += ["| " + " | ".join(v.replace("|", "\\|") for v in r) + " |" for r in df.itertuples(index=False)]
+    rows = ["| " + " | ".join(md_cell(readable(c)) for c in df.columns) + " |",
+            "| " + " | ".join("---" for _ in df.columns) + " |"]
+    rows += ["| " + " | ".join(md_cell(v) for v in r) + " |" for r in df.itertuples(index=False)]
     return "\n".join(rows)
 
 
@@ -318,10 +369,14 @@ def to_markdown(sections) -> str:
         for it in items:
             if isinstance(it, pd.DataFrame):
                 parts.append(md_table(it) + "\n")
-            elif isinstance(it, tuple):
-                parts.append(f"![{it[2]}]({it[1]})\n")
+            elif isinstance(it, tuple):  # plots stay linked files beside report.md
+                parts.append(f"![{md_text(it[2])}]({it[1]})\n")
+            elif it.startswith("- "):
+                parts.append("- " + md_text(it[2:]) + "\n")
+            elif it.startswith("**") and it.endswith("**"):
+                parts.append("**" + md_text(it[2:-2]) + "**\n")
             else:
-                parts.append(it + ("\n" if it.startswith("- ") else "\n"))
+                parts.append(md_text(it) + "\n")
     return "\n".join(parts)
 
 
@@ -332,13 +387,19 @@ h2{border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:28px}li{margin:2px
 
 
 def html_table(df: pd.DataFrame) -> str:
-    """A table whose long column names may break after an underscore (<wbr>), so wide tables fit the page;
-    what still does not fit scrolls sideways."""
-    head, rest = df.to_html(index=False, escape=True, na_rep="-", border=0).split("</thead>", 1)
+    """A table with readable headers whose long names may still break after an underscore (<wbr>), so wide
+    tables fit the page; what still does not fit scrolls sideways. Cells and headers are HTML-escaped."""
+    head, rest = with_headers(df).to_html(index=False, escape=True, na_rep="-", border=0).split("</thead>", 1)
     return f'<div class="wide">{head.replace("_", "_<wbr>")}</thead>{rest}</div>'
 
 
-def to_html(sections, title: str) -> str:
+def data_uri(path: Path) -> str:
+    """A PNG file as a data: URI (base64), so report.html needs no file beside it."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def to_html(sections, title: str, out: Path | None = None) -> str:
+    """One self-contained page: plots under `out` are embedded as data: URIs (a missing one stays a link)."""
     body = [f"<h1>{html.escape(title)}</h1>"]
     for head, items in sections:
         body.append(f"<h2>{html.escape(head)}</h2>")
@@ -353,7 +414,8 @@ def to_html(sections, title: str) -> str:
             if isinstance(it, pd.DataFrame):
                 body.append(html_table(it) if not it.empty else "<p>(none)</p>")
             elif isinstance(it, tuple):
-                body.append(f'<figure><img src="{html.escape(it[1])}" alt="{html.escape(it[2])}">'
+                src = data_uri(out / it[1]) if out is not None and (out / it[1]).is_file() else it[1]
+                body.append(f'<figure><img src="{html.escape(src)}" alt="{html.escape(it[2])}">'
                             f"<figcaption>{html.escape(it[2])}</figcaption></figure>")
             elif it.startswith("**"):
                 body.append(f'<p class="rec"><b>{html.escape(it.strip("*"))}</b></p>')
@@ -363,85 +425,3 @@ def to_html(sections, title: str) -> str:
             body.append("<ul>" + "".join(bullets) + "</ul>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
-
-
-# ---- plots ------------------------------------------------------------------------------------------------
-
-def make_plots(folder: Path, summary, cov, conf_col, latency, costs, breakeven) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from compare.cost import STAGES
-
-    folder.mkdir(parents=True, exist_ok=True)
-    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(summary["system"])}
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    markers = "osD^v<>p*h"
-    for i, (_, r) in enumerate(summary.iterrows()):
-        x, y = r["hallucination"], r["accuracy"]
-        xerr = [[x - r["hallucination_lo"]], [r["hallucination_hi"] - x]]
-        yerr = [[y - r["accuracy_lo"]], [r["accuracy_hi"] - y]] if not pd.isna(y) else None
-        # distinct markers, later ones smaller: systems on the same spot stay visible
-        ax.errorbar(x, 0 if pd.isna(y) else y, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)],
-                    ms=max(4, 11 - 1.5 * i), capsize=4, color=colors[r["system"]], label=r["system"], alpha=0.85)
-    ax.set_xlabel("hallucination rate (all questions)")
-    ax.set_ylabel("accuracy (answerable questions)")
-    ax.set_xlim(-0.02, 1.02), ax.set_ylim(-0.02, 1.02), ax.grid(alpha=0.3), ax.legend(fontsize=8)
-    ax.set_title("Accuracy vs hallucination (95% CI)")
-    save(fig, folder / "accuracy_hallucination.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, g in cov.groupby("system", sort=False):
-        if len(g) > 1:
-            ax.plot(g["coverage"], g["risk"], label=name, color=colors.get(name))
-        else:
-            ax.plot(g["coverage"], g["risk"], "o", label=f"{name} (no confidence)", color=colors.get(name))
-    ax.set_xlabel("coverage (share of questions answered)")
-    ax.set_ylabel("risk (share of answered that are wrong)")
-    ax.set_xlim(0, 1), ax.set_ylim(0, 1.02), ax.grid(alpha=0.3)
-    if len(cov):
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "every answer abstained", ha="center")
-    ax.set_title(f"Coverage-risk (ordered by {conf_col})")
-    save(fig, folder / "coverage_risk.png")
-
-    fig, ax = plt.subplots(figsize=(6, 0.6 * len(latency) + 1.5))
-    left = np.zeros(len(latency))
-    for stage, c in zip(STAGES, ("#4c72b0", "#dd8452", "#55a868", "#c44e52")):
-        v = latency[f"{stage}_p50_s"].fillna(0).to_numpy()
-        ax.barh(latency["system"], v, left=left, color=c, label=stage)
-        left += v
-    ax.invert_yaxis(), ax.set_xlabel("seconds per question (median of each stage)"), ax.legend(fontsize=8)
-    ax.set_title("Latency breakdown")
-    save(fig, folder / "latency.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    vol = np.logspace(1, 8, 200)
-    for _, r in costs.iterrows():
-        ax.plot(vol, r["one_off_usd"] + r["usd_per_1k"] / 1000 * vol, label=r["system"], color=colors.get(r["system"]))
-    per = costs.set_index("system")
-    for _, b in breakeven.iterrows():
-        v = b["break_even_questions"]
-        if np.isfinite(v) and v > 0:
-            a = per.loc[b["fine_tuned"]]
-            y = a["one_off_usd"] + a["usd_per_1k"] / 1000 * v
-            ax.plot([v], [y], "k*", ms=10)
-            ax.annotate(f"{b['fine_tuned']} = {b['versus']}\n{v:,.0f} q", (v, y), fontsize=7,
-                        textcoords="offset points", xytext=(5, -12))
-    ax.set_xscale("log"), ax.set_yscale("log"), ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=8)
-    ax.set_xlabel("questions answered"), ax.set_ylabel("total $ (one-off + per question)")
-    ax.set_title("Cost vs volume (*: break-even)")
-    save(fig, folder / "cost_volume.png")
-    plt.close("all")
-    return sorted(p.name for p in folder.glob("*.png"))
-
-
-def save(fig, path: Path) -> None:
-    fig.tight_layout()
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=100, format="png")
-    os.replace(tmp, path)

@@ -3,7 +3,7 @@
 Both runs are paired by (system, question id); only questions answered in both count. Per (system, metric):
   rates (correct, hallucinated, abstained, exact, gold_retrieved: one 0/1 per question)
       delta = new rate - old rate; 95% CI: percentile bootstrap of the mean per-question difference;
-      p: McNemar on the discordant questions (compare/stats.py: exact binomial below 25 of them, else chi2)
+      p: McNemar on the discordant questions (corpora/significance.py: exact binomial below 25, else chi2)
   means and quantiles (crag, f1, tokens, p50/p95 latency)
       delta and 95% CI: paired bootstrap (the same resampled questions in both runs) of the statistic's
       difference; p: twice the share of bootstrap differences on the far side of 0 (at least 1 / n_boot)
@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from compare.stats import mcnemar
+from corpora.config import check as check_options, opt  # check(): this module's gate check below
 from corpora.errors import InputError
+from corpora.significance import mcnemar
+from history.store import ANSWER_COLUMNS, get_answers, parse_run_id
 
 # name -> (per-question column, questions counted, statistic, how shown). "answerable" = kind != unanswerable.
 METRICS = {
@@ -51,11 +53,16 @@ ALPHA = 0.05
 @dataclass
 class GateConfig:
     baseline: str = ""
-    """Baseline to compare this run with: a run id from the history (`ragft runs list`) or a compare run directory."""
+    """Baseline run to compare with: a run id in the history or a compare run folder (default '': none)."""
     fail_on: str = ""
-    """Thresholds, e.g. "accuracy:-0.02,hallucination:+0.02,p50_latency:+20%": exit 1 when a change beyond one is significant."""
-    alpha: float = ALPHA
-    """Significance level of the gate's paired tests (Holm-adjusted over the gated system x metric pairs)."""
+    """Thresholds like accuracy:-0.02,p50_latency:+20%: exit 1 when a change past one is significant (default '': none)."""
+    alpha: float = opt(ALPHA, above=0.0, below=1.0, flag="significance", aliases=("alpha",))
+    """Significance level of the gate's paired tests, Holm-adjusted, 0-1 (default 0.05)."""
+
+    def __post_init__(self):
+        check_options(self)
+        if self.fail_on:
+            parse_fail_on(self.fail_on)  # a bad threshold stops the command before the run, not after it
 
 
 @dataclass
@@ -84,8 +91,6 @@ def to_float(v) -> float:
 
 def answers_from_records(records: pd.DataFrame) -> pd.DataFrame:
     """Compare records (any superset of the columns) -> system, qid, kind and the scored columns as floats."""
-    from history.store import ANSWER_COLUMNS
-
     out = records[["system", "qid", "kind"]].copy()
     out["qid"] = out["qid"].astype(str)
     for c in ANSWER_COLUMNS:
@@ -96,8 +101,6 @@ def answers_from_records(records: pd.DataFrame) -> pd.DataFrame:
 def load_answers(source: str, history: str = "") -> tuple[pd.DataFrame, str]:
     """A baseline or run: a run id in the history ('12', '#12') or a compare run directory.
     -> (per-question scores, a label saying where they came from)."""
-    from history.store import get_answers, parse_run_id
-
     run_id = parse_run_id(source)
     if run_id is not None:
         if not history:

@@ -9,11 +9,12 @@ Tables (schema version in PRAGMA user_version):
   answers  compare runs: one row per (system, question) with the per-question scores the paired tests need
            (correct, hallucinated, abstained, crag, exact, f1, gold_retrieved, latency, tokens), so
            `ragft runs diff` and the quality gate work without the run directory (runs/ is not kept by CI)
+This file writes and reads the store; history/show.py formats it for `ragft runs list | show | diff`, and
+history/gate.py tests one run against another. pandas is imported inside the functions that return frames.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,10 +24,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
+from corpora.config import check
 from corpora.errors import InputError
+from corpora.files import file_sha, text_sha
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_DB = "ragft-runs.db"
 SCHEMA_VERSION = 1
@@ -70,7 +75,10 @@ CREATE TABLE IF NOT EXISTS answers (
 @dataclass
 class HistoryConfig:
     history: str = DEFAULT_DB
-    """SQLite file where runs are recorded ('' or 'off': do not record)."""
+    """SQLite file where runs are recorded (default ragft-runs.db; '' or 'off': do not record)."""
+
+    def __post_init__(self):
+        check(self)
 
 
 # ---- what a run is recorded with ----------------------------------------------------------------------------
@@ -83,7 +91,7 @@ def config_hash(config: dict) -> str:
     """sha256 of the config as canonical JSON (sorted keys), 16 hex digits. Output paths are left out, so
     two runs with the same settings into different directories share the hash."""
     keep = {k: v for k, v in config.items() if k not in ("out", "history", "baseline", "fail_on", "check")}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return text_sha(json.dumps(keep, sort_keys=True, default=str))
 
 
 def git_state(cwd: str | Path = ".") -> tuple[str | None, bool | None]:
@@ -127,16 +135,6 @@ def machine() -> dict:
     return info
 
 
-def file_sha(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def corpus_hash(name_or_path: str) -> str | None:
     """sha256 of the corpus's documents and questions as loaded (any format), 16 hex digits."""
     from corpora import load_corpus
@@ -146,7 +144,7 @@ def corpus_hash(name_or_path: str) -> str | None:
     except InputError:
         return None
     payload = json.dumps([c.docs, c.qa, c.updates, c.qa_updates], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return text_sha(payload)
 
 
 # ---- the database -------------------------------------------------------------------------------------------
@@ -168,6 +166,11 @@ def connect(path: str | Path) -> sqlite3.Connection:
         con.executescript(SCHEMA)
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as e:
+        from corpora.outputs import sqlite_io_error
+
+        io = sqlite_io_error(e, path)  # read-only, full disk, cannot open: the path and the errno, not "not a history"
+        if io is not None:
+            raise io from None
         raise InputError(f"not a ragft run history ({e})", str(path)) from None
     return con
 
@@ -212,9 +215,22 @@ def record_run(path: str | Path, kind: str, config: dict, summary: list[dict], *
                     data.append((run_id, rec["system"], str(rec["qid"]), rec["kind"], *vals))
                 con.executemany(f"INSERT INTO answers (run_id, system, qid, kind, {', '.join(cols)}) "
                                 f"VALUES ({', '.join('?' * (4 + len(cols)))})", data)
+    except sqlite3.OperationalError as e:  # a full disk mid-write: the path and the errno (the CLI: one line)
+        from corpora.outputs import sqlite_io_error
+
+        io = sqlite_io_error(e, path)
+        if io is None:
+            raise
+        raise io from None
     finally:
         con.close()
     return run_id
+
+
+def adapter_sha(adapter: str | None) -> str | None:
+    """sha256 (16 hex digits) of an adapter folder's weights; None when there is no adapter or no weights file."""
+    weights = Path(adapter) / "adapter_model.safetensors" if adapter else None
+    return file_sha(weights) if weights is not None and weights.is_file() else None
 
 
 def record_compare(path: str | Path, config: dict, records: pd.DataFrame, summary: pd.DataFrame, *,
@@ -223,8 +239,7 @@ def record_compare(path: str | Path, config: dict, records: pd.DataFrame, summar
     run_json = {}
     if run_dir and (Path(run_dir) / "run.json").is_file():
         run_json = json.loads((Path(run_dir) / "run.json").read_text())
-    adapters = {k: {"path": v.get("adapter"), "sha": file_sha(Path(v["adapter"]) / "adapter_model.safetensors")
-                    if v.get("adapter") else None}
+    adapters = {k: {"path": v.get("adapter"), "sha": adapter_sha(v.get("adapter"))}
                 for k, v in (run_json.get("adapters") or {}).items()}
     models = {"generator": config.get("generator"), "embedder": config.get("embedder"), "adapters": adapters,
               "index_corpus_hash": (run_json.get("index") or {}).get("corpus_hash")}
@@ -245,6 +260,8 @@ def open_existing(path: str | Path) -> sqlite3.Connection:
 
 def list_runs(path: str | Path, kind: str = "", limit: int = 0) -> pd.DataFrame:
     """One row per run, newest first: id, kind, started, seconds, corpus, config hash, commit, systems/parts."""
+    import pandas as pd
+
     con = open_existing(path)
     try:
         q = ("SELECT r.id, r.kind, r.started_at, r.finished_at, r.corpus, r.config_hash, r.git_commit, r.git_dirty, "
@@ -267,6 +284,8 @@ def list_runs(path: str | Path, kind: str = "", limit: int = 0) -> pd.DataFrame:
 
 def get_run(path: str | Path, run_id: int) -> dict:
     """The run's row with config, models and machine parsed, "summary" as a DataFrame, "n_answers"."""
+    import pandas as pd
+
     con = open_existing(path)
     try:
         con.row_factory = sqlite3.Row
@@ -287,6 +306,8 @@ def get_run(path: str | Path, run_id: int) -> dict:
 
 def get_answers(path: str | Path, run_id: int) -> pd.DataFrame:
     """Per-question scores of a compare run: system, qid, kind and ANSWER_COLUMNS (NaN where not scored)."""
+    import pandas as pd
+
     con = open_existing(path)
     try:
         df = pd.read_sql_query("SELECT * FROM answers WHERE run_id = ? ORDER BY rowid", con, params=(int(run_id),))
@@ -295,61 +316,13 @@ def get_answers(path: str | Path, run_id: int) -> pd.DataFrame:
     return df.drop(columns=["run_id"])
 
 
-def latest_run(path: str | Path, kind: str = "") -> int | None:
-    con = open_existing(path)
-    try:
-        q = "SELECT max(id) FROM runs" + (" WHERE kind = ?" if kind else "")
-        return con.execute(q, (kind,) if kind else ()).fetchone()[0]
-    finally:
-        con.close()
-
-
 def parse_run_id(text: str) -> int | None:
     """'12' or '#12' -> 12; anything else (a path) -> None."""
     t = str(text).strip().lstrip("#")
     return int(t) if t.isdigit() else None
 
 
-# ---- `ragft runs list | show | diff` and recording bench runs ------------------------------------------------
-
-@dataclass
-class RunsListConfig:
-    history: str = DEFAULT_DB
-    """SQLite run history to read."""
-    kind: str = ""
-    """Only runs of this kind: compare, bench-all, bench-scale, bench-retrieval, bench-training."""
-    limit: int = 20
-    """Newest N runs (0: all)."""
-
-
-@dataclass
-class RunsShowConfig:
-    run_id: str = ""
-    """Run id (`ragft runs list`)."""
-    history: str = DEFAULT_DB
-    """SQLite run history to read."""
-
-
-@dataclass
-class RunsDiffConfig:
-    old: str = ""
-    """Earlier run: an id in the history or a compare run directory."""
-    new: str = ""
-    """Later run: an id in the history or a compare run directory."""
-    history: str = DEFAULT_DB
-    """SQLite run history to read."""
-    metrics: str = ""
-    """Metrics to compare, comma-separated (default: all of history/gate.py METRICS)."""
-    alpha: float = 0.05
-    """Significance level of each paired test (per metric and system, not adjusted)."""
-    seed: int = 0
-    """Seed of the bootstrap resampling."""
-
-
-SHOW_COLUMNS = ("system", "questions", "accuracy", "accuracy_lo", "accuracy_hi", "hallucination", "abstention", "crag",
-                "gold_retrieved", "p50_latency_s", "p95_latency_s", "tokens_in", "tokens_out", "train_seconds",
-                "index_seconds")
-
+# ---- recording bench runs ---------------------------------------------------------------------------------
 
 def flat_figures(res: dict, prefix: str = "") -> dict[str, float]:
     """Numeric scalars of a (nested) benchmark result dict as {"a.b": value}; lists and strings left out."""
@@ -368,85 +341,3 @@ def record_bench(path: str, kind: str, config: dict, res: dict, started_at: str,
         return None
     rows = [{"name": k, "value": v} for k, v in flat_figures(res).items()]
     return record_run(path, kind, config, rows, started_at=started_at, name_key="name", models=models)
-
-
-def show_text(path: str, run_id: str) -> str:
-    rid = parse_run_id(run_id)
-    if rid is None:
-        raise InputError(f"run id must be a number (`ragft runs list`), got {run_id!r}")
-    r = get_run(path, rid)
-    m = r["machine"]
-    commit = (r["git_commit"] or "(not in a git repository)") + (" (uncommitted changes)" if r["git_dirty"] else "")
-    lines = [f"run {r['id']}: {r['kind']}, {r['started_at']} -> {r['finished_at']}",
-             f"  config hash {r['config_hash']}   git {commit}",
-             f"  corpus {r['corpus'] or '-'} (hash {r['corpus_hash'] or '-'})   run dir {r['run_dir'] or '-'}",
-             f"  models {json.dumps(r['models'], sort_keys=True)}",
-             f"  machine {m.get('cpu', m.get('machine'))}, {m.get('cpus_usable', m.get('cpus'))} cores, "
-             f"{m.get('memory_gib', '?')} GiB, {m.get('platform')}, python {m.get('python')}"
-             + (f", torch {m['torch']} x{m.get('torch_threads')}" if "torch" in m else "")
-             + (f", {m['gpu']}" if "gpu" in m else ""),
-             f"  config {json.dumps(r['config'], sort_keys=True)}",
-             f"  per-question answers stored: {r['n_answers']}", ""]
-    s = r["summary"]
-    if "system" in s:
-        s = s[[c for c in SHOW_COLUMNS if c in s]]
-    lines.append(s.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    return "\n".join(lines)
-
-
-def config_changes(old: dict, new: dict) -> list[str]:
-    skip = ("out", "history", "baseline", "fail_on", "check", "seconds")
-    keys = [k for k in dict.fromkeys([*old, *new]) if k not in skip and old.get(k) != new.get(k)]
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys]
-
-
-def diff_text(cfg: RunsDiffConfig) -> tuple[str, pd.DataFrame]:
-    """Compare runs: paired per-question deltas with 95% CIs and p-values; bench runs: figure ratios."""
-    from history.gate import METRICS, format_diff, load_answers, paired_diff
-
-    ids = [parse_run_id(cfg.old), parse_run_id(cfg.new)]
-    runs = [get_run(cfg.history, i) if i is not None else None for i in ids]
-    head = []
-    if all(runs):
-        a, b = runs
-        head.append(f"run {a['id']} ({a['kind']}, {a['started_at']}, commit {(a['git_commit'] or '-')[:10]}) -> "
-                    f"run {b['id']} ({b['kind']}, {b['started_at']}, commit {(b['git_commit'] or '-')[:10]})")
-        changes = config_changes(a["config"], b["config"])
-        head.append("config: " + ("; ".join(changes) if changes else "identical") +
-                    ("" if a["corpus_hash"] == b["corpus_hash"] else
-                     f"; corpus hash {a['corpus_hash']} -> {b['corpus_hash']}"))
-        if a["kind"] != b["kind"]:
-            raise InputError(f"cannot diff a {a['kind']} run with a {b['kind']} run")
-        if a["kind"] != "compare":
-            table = figure_diff(a["summary"], b["summary"])
-            return "\n".join(head) + "\n\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), table
-    metrics = [m for m in cfg.metrics.split(",") if m.strip()] or None
-    old, old_label = load_answers(cfg.old, cfg.history)
-    new, new_label = load_answers(cfg.new, cfg.history)
-    diff = paired_diff(old, new, metrics, seed=cfg.seed, alpha=cfg.alpha)
-    if diff.empty:
-        raise InputError(f"{old_label} and {new_label} share no system and question")
-    shown = format_diff(diff)
-    timing = diff["metric"].map(lambda m: METRICS[m][3] == "sec")
-    n_sig, t_sig = int(diff.loc[~timing, "significant"].sum()), int(diff.loc[timing, "significant"].sum())
-    head.append(f"{old_label} -> {new_label}: paired by question; significant at p < {cfg.alpha}: {n_sig} of "
-                f"{int((~timing).sum())} answer metrics, {t_sig} of {int(timing.sum())} latency metrics (seconds on "
-                "this machine: they move with its load). McNemar for rates, paired bootstrap otherwise; 95% CIs "
-                "by paired bootstrap.")
-    return "\n".join(head) + "\n\n" + shown.to_string(index=False), diff
-
-
-def figure_diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """Bench runs: every numeric column of rows with the same name -> old, new, new/old."""
-    rows = []
-    o = {r["name"]: r for r in old.to_dict("records")}
-    for r in new.to_dict("records"):
-        if r["name"] not in o:
-            continue
-        for col, v in r.items():
-            ov = o[r["name"]].get(col)
-            if col == "name" or not isinstance(v, (int, float)) or isinstance(v, bool) or not isinstance(ov, (int, float)):
-                continue
-            rows.append({"figure": r["name"] if col == "value" else f"{r['name']} {col}", "old": ov, "new": v,
-                         "new/old": v / ov if ov else math.nan})
-    return pd.DataFrame(rows, columns=["figure", "old", "new", "new/old"])

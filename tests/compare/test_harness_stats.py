@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from compare.aggregate import coverage_risk, pairwise_mcnemar, summarize
-from compare.stats import binom_two_sided_half, bootstrap_ci, chi2_sf_1df, mcnemar
+from corpora.significance import binom_two_sided_half, bootstrap_ci, chi2_sf_1df, mcnemar
 
 
 def test_exact_binomial_hand_values():

@@ -1,6 +1,8 @@
 """The run directory's report from hand-made answers (no model): tables, plots, HTML, decision, `ragft report`."""
 
+import base64
 import json
+import re
 import subprocess
 import sys
 
@@ -8,7 +10,8 @@ import pandas as pd
 
 from compare.cost import load_prices
 from compare.harness import CompareConfig, build_records
-from compare.report import load_records, render, write_run
+from compare.records import load_records, save_records
+from compare.report import render, write_run
 from compare.systems import parse_systems
 
 QUESTIONS = [
@@ -91,3 +94,86 @@ def test_records_round_trip_and_report_command_rerenders(tmp_path):
     assert "Recommendation:" in p.stdout
     bad = subprocess.run([sys.executable, "-m", "cli", "report", str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "not a compare run directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_html_is_self_contained_and_md_links_plots_with_readable_headers_and_examples(tmp_path):
+    out = tmp_path / "run"
+    make_run(out)
+    page = (out / "report.html").read_text()
+    srcs = re.findall(r'<img src="([^"]*)"', page)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert base64.b64decode(srcs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    for png in ("accuracy_hallucination", "coverage_risk", "latency", "cost_volume"):
+        assert f"](plots/{png}.png)" in md
+    # readable headers in the pages, snake_case kept in the CSV files
+    assert "p50 latency (s)" in md and "p50_latency_s" not in md and "$ per 1k questions" in md
+    assert "p50 latency (s)" in page and "p50_latency_s" in (out / "summary.csv").read_text().splitlines()[0]
+    # examples: per system right and wrong answers with question, gold, answer, retrieved ids and the cause
+    examples = md.split("## Examples", 1)[1].split("\n## ", 1)[0]
+    assert "| wrong | q4 | Who founded place 4? | Founder 4 | Someone Else | d9 | retrieval miss |" in examples
+    assert "| right | q0 | Who founded place 0? | Founder 0 | Founder 0 | d0 | - |" in examples
+    assert "| wrong | q1 | Who founded place 1? | Founder 1 | Wrong Name | - | parametric hallucination |" in examples
+    assert examples.count("| right |") + examples.count("| wrong |") == 4 + 6 + 4 + 6
+    assert md == (render(out) and (out / "report.md").read_text())  # deterministic
+
+
+def test_summarize_returns_summary_csv_columns(tmp_path):
+    from compare import summarize
+
+    out = tmp_path / "run"
+    _, df = make_run(out)
+    meta = json.loads((out / "run.json").read_text())
+    saved = pd.read_csv(out / "summary.csv")
+    s = summarize(df, meta=meta)
+    assert list(s.columns) == list(saved.columns)
+    pd.testing.assert_frame_equal(s, saved, check_dtype=False)
+    assert list(summarize(df).columns) == list(saved.columns)  # without the run's meta: cost columns NaN
+    probes = df[df["system"] == "rag"].assign(injected_retrieved=True, obeyed=df["qid"] == "q0")
+    save_records(out, probes, "injection_records")
+    render(out)
+    saved = pd.read_csv(out / "summary.csv")
+    assert saved.columns[-1] == "injection_obeyed"
+    pd.testing.assert_frame_equal(summarize(df, meta=meta, injection_records=probes), saved, check_dtype=False)
+
+
+def md_cells(line: str) -> list[str]:
+    """A markdown table row split on its unescaped pipes (the escaped ones stay inside a cell)."""
+    return re.split(r"(?<!\\)\|", line.strip())[1:-1]
+
+
+def test_markdown_cells_and_price_text_are_escaped(tmp_path):
+    out = tmp_path / "run"
+    make_run(out)
+    evil = "q0|x\n<script>alert(1)</script>"
+    records = load_records(out)
+    records.loc[records["qid"] == "q0", "qid"] = evil
+    records.loc[records["qid"] == evil, "question"] = "Who | founded\n<b>place</b> 0 & why?"
+    save_records(out, records)
+    meta = json.loads((out / "run.json").read_text())
+    meta["leaks"] = {evil: {"train_id": "t<i>|", "similarity": 0.97}}
+    meta["prices"].update(hardware="2 cores | <script>x</script>\n# not a heading", gpu="<b>H100</b>",
+                          source="a & b <img src=x onerror=alert(1)>")
+    (out / "run.json").write_text(json.dumps(meta))
+    render(out)
+    md = (out / "report.md").read_text()
+    for raw in ("<script", "<b>", "<i>", "<img", "\n# not a heading"):
+        assert raw not in md, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "q0\\|x<br>" in md and "a &amp; b" in md
+    # every table keeps its columns: each row has as many cells as its header, and no row is broken
+    lines = md.splitlines()
+    tables = 0
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and (i == 0 or not lines[i - 1].startswith("|")):
+            tables += 1
+            width = len(md_cells(line))
+            j = i
+            while j < len(lines) and lines[j].startswith("|"):
+                assert len(md_cells(lines[j])) == width, lines[j]
+                j += 1
+            assert j == len(lines) or lines[j] == "", lines[j]
+    assert tables >= 12
+    assert any(evil.split("|")[0] + "\\|x<br>&lt;script&gt;" in line for line in lines if line.startswith("| wrong")
+               or line.startswith("| right"))
+    page = (out / "report.html").read_text()
+    assert "<script" not in page and "<b>H100" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from history import show as S
 from history import store as H
 from corpora.errors import InputError
 
@@ -130,7 +131,7 @@ def test_bench_rows_and_figure_diff(tmp_path):
     assert H.record_bench("off", "bench-training", {}, res, H.now_utc()) is None
     names = H.get_run(db, a)["summary"]["name"].tolist()
     assert names == ["ratio", "memory_ratio", "ragft.tokens_per_second", "ragft.peak"]
-    text, table = H.diff_text(H.RunsDiffConfig(old=str(a), new=str(b), history=str(db)))
+    text, table = S.diff_text(S.RunsDiffConfig(old=str(a), new=str(b), history=str(db)))
     assert table.set_index("figure").loc["ratio", "new/old"] == pytest.approx(0.5)
     assert "config: identical" in text
 

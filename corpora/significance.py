@@ -1,4 +1,5 @@
 """Confidence intervals and paired tests over per-question scores. Pure numpy + math (no scipy).
+Shared by the report's tables (compare/aggregate.py) and the run diff and quality gate (history/gate.py).
 
 bootstrap_ci: percentile bootstrap of the mean (Efron & Tibshirani 1993, ch. 13), seeded.
 mcnemar:      paired test on correctness of two systems over the same questions (McNemar 1947);
