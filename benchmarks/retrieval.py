@@ -34,40 +34,52 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.models import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
+from corpora.config import check, opt
+from corpora.errors import InputError
+from rag.models import DEFAULT_EMBEDDER, DEFAULT_GENERATOR, DEVICES
+
+VECTORS = ("auto", "model", "static")  # dense vectors of the FAISS comparison (module docstring)
 
 @dataclass
 class BenchConfig:
-    docs: int = 10_000
-    """Synthetic documents (corpora/synth.py towns)."""
-    seed: int = 1
-    """Seed of the corpus and of the sample of its questions used as queries."""
-    bm25s_queries: int = 400
-    """Queries for bm25s (batched, fast)."""
-    rank_bm25_queries: int = 40
-    """Queries for rank-bm25 (the first of the bm25s queries; slow, so fewer); rates are per query."""
-    dense_queries: int = 300
-    """Queries for FAISS flat and hnsw."""
-    vectors: str = "auto"
-    """Dense vectors: model (embed every document) | static (the embedder's token-embedding table) | auto."""
-    hnsw_m: int = 32
-    """hnsw: neighbours per node (M)."""
-    ef_search: int = 128
-    """hnsw: candidates kept while searching (efSearch)."""
-    embed_chunks: int = 64
-    """Chunks embedded with the full embedder to measure chunks/s."""
+    docs: int = opt(10_000, min=100)
+    """Synthetic documents, corpora/synth.py towns (default 10000)."""
+    seed: int = opt(1, min=0)
+    """Seed of the corpus and of the sample of its questions used as queries (default 1)."""
+    bm25s_queries: int = opt(400, min=1)
+    """Queries timed for bm25s, batched (default 400)."""
+    rank_bm25_queries: int = opt(40, min=1)
+    """Queries timed for rank-bm25, the first of bm25s's; at most --bm25s-queries (default 40)."""
+    dense_queries: int = opt(300, min=1)
+    """Queries timed for FAISS flat and hnsw (default 300)."""
+    vectors: str = opt("auto", choices=VECTORS)
+    """Dense vectors: model (embed every document) | static (token-embedding table) | auto (default auto)."""
+    hnsw_m: int = opt(32, min=2)
+    """hnsw: neighbours per graph node, M (default 32)."""
+    ef_search: int = opt(128, min=1)
+    """hnsw: candidates kept while searching, efSearch (default 128)."""
+    embed_chunks: int = opt(64, min=1)
+    """Chunks embedded with the full embedder to measure chunks/s (default 64)."""
     update: bool = True
-    """Also time `index update` of one changed atlantis document against the full atlantis build."""
-    gen_prompts: int = 8
-    """Prompts generated at batch 1 and at batch 8 (0: skip the generation benchmark)."""
-    gen_tokens: int = 32
-    """New tokens per prompt (forced: end of turn is suppressed until then)."""
+    """Also time `index update` of one changed atlantis document against the full build (default on)."""
+    gen_prompts: int = opt(8, min=0)
+    """Prompts generated at batch 1 and at batch 8 (default 8; 0: skip the generation benchmark)."""
+    gen_tokens: int = opt(32, min=1)
+    """New tokens per prompt, forced (default 32 tokens)."""
     generator: str = DEFAULT_GENERATOR
-    """Generator: 'smollm2-135m' (shipped) or a local model directory."""
+    """Generator: 'smollm2-135m' (shipped) or a local model folder (default smollm2-135m)."""
     embedder: str = DEFAULT_EMBEDDER
-    """Embedder: 'minilm-l6' (shipped) or a local model directory."""
-    device: str = "auto"
-    """auto | cpu | cuda."""
+    """Embedder: 'minilm-l6' (shipped) or a local model folder (default minilm-l6)."""
+    device: str = opt("auto", choices=DEVICES)
+    """Device: auto | cpu | cuda (default auto)."""
+
+    def __post_init__(self):
+        if self.vectors not in VECTORS:  # the wording users and tests know
+            raise InputError(f"vectors must be auto, model or static, got {self.vectors!r}")
+        check(self)
+        if self.rank_bm25_queries > self.bm25s_queries:
+            raise InputError(f"--rank-bm25-queries {self.rank_bm25_queries}: must be at most --bm25s-queries "
+                             f"({self.bm25s_queries})")
 
 
 # ---- the synthetic corpus -----------------------------------------------------------------------------------
@@ -130,7 +142,7 @@ def run_bench(cfg: BenchConfig, echo=print) -> dict:
     from rag.query import query_tokens, tokenize
     from rag.rank import top_k_of
 
-    if cfg.vectors not in ("auto", "model", "static"):
+    if cfg.vectors not in VECTORS:
         raise InputError(f"vectors must be auto, model or static, got {cfg.vectors!r}")
     if cfg.docs < 100 or cfg.rank_bm25_queries > cfg.bm25s_queries or cfg.rank_bm25_queries < 1:
         raise InputError("need docs >= 100 and 1 <= rank_bm25_queries <= bm25s_queries")

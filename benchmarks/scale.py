@@ -15,7 +15,8 @@ Queries: the corpus's own generated questions (`queries` of them, same for every
 Indexes, ragft's own builders (rag/index.py) and search path (rag/rank.py):
   bm25   bm25s over rag/query.py tokens; build = tokenizing + indexing; query = sparse_scores + top-10
   flat   FAISS IndexFlatIP over MiniLM vectors (exact); query = one search call for one query, top 10
-  hnsw   FAISS IndexHNSWFlat (M=hnsw_m, efConstruction 64, efSearch=ef_search), same vectors and queries
+  hnsw   FAISS IndexHNSWFlat (M=hnsw_m, efConstruction 128: rag/index.py, efSearch=ef_search), same vectors
+         and queries
 Query latency: p50 / p95 of one query per call, 1 FAISS thread, index search only (the query's embedding is
 computed beforehand; its cost is the same at every size). The embedding of the documents is measured once per
 size and reported separately (docs/s): it is the dense indexes' dominant build cost on CPU.
@@ -42,7 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.models import DEFAULT_EMBEDDER
+from benchmarks.retrieval import VECTORS
+from corpora.config import check, opt
+from rag.models import DEFAULT_EMBEDDER, DEVICES
 
 INDEXES = ("bm25", "flat", "hnsw")
 COLUMNS = {"build_s": "build seconds", "disk_mb": "size on disk, MB", "build_mb": "build memory, MB (peak - before)",
@@ -52,33 +55,36 @@ COLUMNS = {"build_s": "build seconds", "disk_mb": "size on disk, MB", "build_mb"
 @dataclass
 class ScaleConfig:
     sizes: str = "1000,10000,100000"
-    """Corpus sizes in documents, comma-separated."""
+    """Corpus sizes in documents, comma-separated, each at least 100 (default 1000,10000,100000)."""
     large: bool = False
-    """Also 1,000,000 documents (embedding them takes about an hour on 2 CPU cores)."""
+    """Also 1,000,000 documents (default off)."""
     indexes: str = "bm25,flat,hnsw"
-    """Indexes to build at each size: bm25, flat, hnsw."""
-    doc_words: int = 12
-    """Words kept of each generated document (after its title): about one sentence, ~30 embedder tokens."""
-    queries: int = 200
-    """Queries timed per index, one per call."""
-    seed: int = 1
-    """Seed of the generated corpora."""
-    hnsw_m: int = 32
-    """hnsw: neighbours per node (M)."""
-    ef_search: int = 64
-    """hnsw: candidates kept while searching (efSearch)."""
-    embed_batch: int = 128
-    """Texts per embedder batch."""
-    vectors: str = "auto"
-    """Dense vectors: model (MiniLM embeds every document) | static (its token-embedding table, mean-pooled: seconds) | auto (model on CUDA, static on CPU)."""
-    embed_sample: int = 1000
-    """With static vectors: documents MiniLM embeds per size to measure its docs/s (0: skip)."""
+    """Indexes to build at each size, comma-separated: bm25, flat, hnsw (default bm25,flat,hnsw)."""
+    doc_words: int = opt(12, min=1)
+    """Words kept of each generated document after its title (default 12 words)."""
+    queries: int = opt(200, min=10)
+    """Queries timed per index, one per call (default 200)."""
+    seed: int = opt(1, min=0)
+    """Seed of the generated corpora (default 1)."""
+    hnsw_m: int = opt(32, min=2)
+    """hnsw: neighbours per graph node, M (default 32)."""
+    ef_search: int = opt(64, min=1)
+    """hnsw: candidates kept while searching, efSearch (default 64)."""
+    embed_batch: int = opt(128, min=1)
+    """Texts per embedder batch (default 128)."""
+    vectors: str = opt("auto", choices=VECTORS)
+    """Dense vectors: model | static (token-embedding table) | auto: model on CUDA, static on CPU (default auto)."""
+    embed_sample: int = opt(1000, min=0)
+    """With static vectors: documents the embedder embeds per size to measure its docs/s (default 1000; 0: skip)."""
     embedder: str = DEFAULT_EMBEDDER
-    """Embedder: 'minilm-l6' (shipped) or a local model directory."""
-    device: str = "auto"
-    """Device of the embedder: auto | cpu | cuda (the indexes are FAISS CPU)."""
+    """Embedder: 'minilm-l6' (shipped) or a local model folder (default minilm-l6)."""
+    device: str = opt("auto", choices=DEVICES)
+    """Device of the embedder: auto | cpu | cuda; the indexes are FAISS CPU (default auto)."""
     work: str = "runs/scale"
-    """Folder for generated corpora, cached vectors, built indexes and the outputs."""
+    """Folder for generated corpora, cached vectors, built indexes and the outputs (default runs/scale)."""
+
+    def __post_init__(self):
+        check(self)  # --sizes and --indexes are read and checked by run_scale before any work
 
 
 # ---- measuring inside a worker ------------------------------------------------------------------------------
@@ -339,7 +345,7 @@ def run_scale(cfg: ScaleConfig, echo=print) -> dict:
         raise InputError(f"--indexes: choose from {', '.join(INDEXES)}, got {cfg.indexes!r}")
     if cfg.queries < 10 or cfg.doc_words < 1:
         raise InputError("need queries >= 10 and doc_words >= 1")
-    if cfg.vectors not in ("auto", "model", "static"):
+    if cfg.vectors not in VECTORS:
         raise InputError(f"--vectors must be auto, model or static, got {cfg.vectors!r}")
     vectors = cfg.vectors
     if vectors == "auto":

@@ -24,7 +24,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from corpora.config import check, opt
 from corpora.errors import InputError
+from rag.models import DEVICES
 
 # name -> (kind, what). kind: ratio (higher is better), ratio_lower (lower is better), quality, absolute.
 FIGURES = {
@@ -52,37 +54,38 @@ PARTS = ("retrieval", "generation", "training")
 @dataclass
 class BenchAllConfig:
     parts: str = "retrieval,generation,training"
-    """Benchmarks to run, comma-separated: retrieval, generation, training."""
-    docs: int = 5000
-    """Synthetic documents for the retrieval benchmark."""
-    gen_prompts: int = 8
-    """Prompts generated at batch 1 and at batch 8."""
-    gen_tokens: int = 16
-    """New tokens per prompt (forced) in the generation benchmark."""
-    train_steps: int = 3
-    """Optimizer steps per training run."""
-    train_rounds: int = 2
-    """Training runs of each trainer, alternating."""
-    train_batch: int = 8
-    """Examples per training step."""
-    seed: int = 0
-    """Seed of the synthetic corpus, the queries and torch."""
-    device: str = "auto"
-    """auto | cpu | cuda."""
+    """Benchmarks to run, comma-separated: retrieval, generation, training (default all three)."""
+    docs: int = opt(5000, min=100)
+    """Synthetic documents for the retrieval benchmark (default 5000)."""
+    gen_prompts: int = opt(8, min=1)
+    """Prompts generated at batch 1 and at batch 8 (default 8)."""
+    gen_tokens: int = opt(16, min=1)
+    """New tokens per prompt, forced, in the generation benchmark (default 16 tokens)."""
+    train_steps: int = opt(3, min=1)
+    """Optimizer steps per training run (default 3)."""
+    train_rounds: int = opt(2, min=1)
+    """Training runs of each trainer, alternating (default 2)."""
+    train_batch: int = opt(8, min=1, flag="train-batch-size", aliases=("train-batch",))
+    """Examples per training step (default 8 examples)."""
+    seed: int = opt(0, min=0)
+    """Seed of the synthetic corpus, the queries and torch (default 0)."""
+    device: str = opt("auto", choices=DEVICES)
+    """Device: auto | cpu | cuda (default auto)."""
     check: str = ""
-    """Baseline to check against: a JSON file (benchmarks/baseline.json) or a bench-all run id; exit 1 on a regression."""
-    max_drop: float = 0.5
-    """A side-by-side ratio fails when it fell by more than this fraction of the baseline's."""
-    # Why 0.5: side-by-side ratios still move with heavy load. Measured on the shared 2-core machine, the same
-    # settings gave batch 8 / batch 1 = 6.4x and ragft / Trainer = 0.90 with 5 jobs competing (load ~12), and
-    # 3.0-3.1x and 1.7-1.8 idle; hnsw / flat went 1.20 -> 0.91 between two idle runs (5,000 documents, ~0.4 ms
-    # per query). Halving is a regression; the baseline should be written on an idle machine of the CI's kind.
-    max_quality_drop: float = 0.02
-    """A quality figure (top-10 agreement, recall) fails when it fell by more than this (absolute)."""
-    absolute_drop: float = 0.0
-    """Also fail when an absolute throughput fell by more than this fraction (0: show only; machine-dependent)."""
+    """Baseline to check against: a JSON file or a bench-all run id; exit 1 on a regression (default '': none)."""
+    # Why 0.5: ratios still move with heavy load (measurements: docs/defaults.md, "ragft bench").
+    max_drop: float = opt(0.5, min=0.0, max=1.0)
+    """A side-by-side ratio fails when it fell by more than this fraction of the baseline's, 0-1 (default 0.5)."""
+    max_quality_drop: float = opt(0.02, min=0.0)
+    """A quality figure (top-10 agreement, recall) fails when it fell by more than this, absolute (default 0.02)."""
+    absolute_drop: float = opt(0.0, min=0.0, max=1.0)
+    """Also fail when an absolute throughput fell by more than this fraction (default 0: show only)."""
     write_baseline: str = ""
-    """Write this run's figures as a baseline JSON file (e.g. benchmarks/baseline.json)."""
+    """Write this run's figures as a baseline JSON file, e.g. benchmarks/baseline.json (default '': none)."""
+
+    def __post_init__(self):
+        check(self)  # the module's check() (corpora/config.py); the field `check` is self.check
+        parse_parts(self.parts)
 
 
 def parse_parts(text: str) -> list[str]:

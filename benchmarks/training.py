@@ -21,28 +21,32 @@ from pathlib import Path
 import torch
 
 from corpora import DEFAULT_CORPUS, load_corpus
+from corpora.config import check, opt
 from finetune.data import qa_examples, tokenize_example
 from finetune.lora import add_lora
 from finetune.train import FinetuneConfig, train
-from rag.models import DEFAULT_GENERATOR, load_causal_lm
+from rag.models import DEFAULT_GENERATOR, DEVICES, load_causal_lm
 
 
 @dataclass
 class TrainingBenchConfig:
     generator: str = DEFAULT_GENERATOR
-    """Base model: 'smollm2-135m' (shipped) or a local HF model directory."""
+    """Base model: 'smollm2-135m' (shipped) or a local HF model folder (default smollm2-135m)."""
     corpus: str = DEFAULT_CORPUS
-    """Corpus whose train questions are the training data."""
-    steps: int = 6
-    """Optimizer steps per run."""
-    rounds: int = 2
-    """Runs of each trainer, alternating."""
-    batch_size: int = 8
-    """Examples per step (both trainers)."""
-    max_len: int = 128
-    """Tokens per example at most (both trainers)."""
-    device: str = "auto"
-    """auto | cpu | cuda."""
+    """Corpus whose train questions are the training data (default atlantis)."""
+    steps: int = opt(6, min=1)
+    """Optimizer steps per run (default 6)."""
+    rounds: int = opt(2, min=1)
+    """Runs of each trainer, alternating (default 2)."""
+    batch_size: int = opt(8, min=1, flag="train-batch-size", aliases=("batch-size",))
+    """Examples per training step, both trainers (default 8 examples)."""
+    max_len: int = opt(128, min=1)
+    """Tokens per example at most, both trainers (default 128 tokens)."""
+    device: str = opt("auto", choices=DEVICES)
+    """Device: auto | cpu | cuda (default auto)."""
+
+    def __post_init__(self):
+        check(self)
 
 
 def reset_peak(device: torch.device) -> None:

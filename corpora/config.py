@@ -64,3 +64,14 @@ def check(cfg) -> None:
             why = problem(f, value)
             if why:
                 raise InputError(f"--{flag_name(f)} {value!r}: {why}")
+
+
+def known(cfg, *names: str) -> None:
+    """For the choice fields `names` of cfg: InputError "unknown <name> 'VALUE': choose one of a, b, c", the
+    wording these options had before their checks became metadata (users and tests match it). Call it just
+    before check(cfg)."""
+    for name in names:
+        choices, value = cfg.__dataclass_fields__[name].metadata["choices"], getattr(cfg, name)
+        if value not in choices:
+            raise InputError(f"unknown {name.replace('_', ' ')} {value!r}: choose one of "
+                             f"{', '.join(str(c) for c in choices)}")

@@ -9,17 +9,24 @@ from dataclasses import dataclass
 import pandas as pd
 
 from corpora import DEFAULT_CORPUS, KINDS, SPLITS, Corpus, load_corpus, shipped_corpora
+from corpora.config import check
 
 
 @dataclass
 class ListConfig:
     """No options: lists the shipped corpora."""
 
+    def __post_init__(self):
+        check(self)
+
 
 @dataclass
 class StatsConfig:
     corpus: str = DEFAULT_CORPUS
-    """Shipped corpus name or a path (native folder, BEIR folder, SQuAD .json, .txt/.md folder)."""
+    """Shipped corpus name or a path: native folder, BEIR folder, SQuAD .json, .txt/.md folder (default atlantis)."""
+
+    def __post_init__(self):
+        check(self)
 
 
 def kind_split_table(questions: list[dict]) -> pd.DataFrame:

@@ -27,25 +27,30 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from corpora.config import check, opt
 from corpora.errors import InputError
 
 
 @dataclass
 class SynthConfig:
-    docs: int = 1000
-    """Documents to write: one fictional town each."""
-    seed: int = 1
-    """Seed: the same seed and --docs give the same bytes."""
+    docs: int = opt(1000, min=2)
+    """Documents to write, one fictional town each; a town links to another, so at least 2 (default 1000)."""
+    seed: int = opt(1, min=0)
+    """Seed: the same seed and --docs give the same bytes (default 1)."""
     out: str = ""
-    """Output folder (default: runs/synth-<docs>-s<seed>)."""
-    qa_every: int = 1
-    """Write questions for every Nth town (1: all, 6 questions each; 0: documents only)."""
+    """Output folder (default runs/synth-<docs>-s<seed>)."""
+    qa_every: int = opt(1, min=0)
+    """Write 6 questions for every Nth town (default 1: all; 0: documents only)."""
+
+    def __post_init__(self):
+        check(self)
 
 
 BLOCK = 8192  # towns generated and written per block
@@ -282,7 +287,7 @@ def generate(cfg: SynthConfig, progress: bool = False) -> dict:
                 lines.extend(json.dumps(q) + "\n" for q in qs)
             fq.write("".join(lines))
             if progress and start and start % (BLOCK * 16) == 0:
-                print(f"synth: {start} documents", flush=True)
+                print(f"synth: {start} documents", file=sys.stderr, flush=True)  # progress: stderr
     # The output folder is left out, so the same seed and size give the same bytes wherever they are written.
     info = {"generator": "corpora/synth.py", "format": 1, **asdict(cfg), "out": None, "questions": n_q}
     (out / "synth.json").write_text(json.dumps(info, indent=1) + "\n")

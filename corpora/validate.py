@@ -14,24 +14,24 @@ Loading (`load_corpus`) stops at the first hard error. Validation reads the same
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from corpora import DEFAULT_CORPUS, Corpus, Problems, apply_updates, resolve_corpus
+from corpora.config import check, opt
 from corpora.errors import InputError
+from corpora.text import near_duplicates, tokens  # the token-Jaccard leakage rule (corpora/text.py)
 
 
 @dataclass
 class ValidateConfig:
     path: str = DEFAULT_CORPUS
-    """Corpus to check: a shipped name, a native folder, a BEIR folder, a SQuAD .json or a .txt/.md folder."""
-    jaccard: float = 0.9
-    """Report a test question as leaked when its token Jaccard with a train question is at least this."""
+    """Corpus to check: shipped name, native folder, BEIR folder, SQuAD .json or .txt/.md folder (default atlantis)."""
+    jaccard: float = opt(0.9, above=0.0, max=1.0)
+    """Report a test question as leaked at this token Jaccard with a train question, 0-1 (default 0.9)."""
 
-
-_TOKEN = re.compile(r"\w+")
+    def __post_init__(self):
+        check(self)
 
 
 def norm_space(text: str) -> str:
@@ -39,76 +39,10 @@ def norm_space(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.casefold())
-
-
-def budget(common: int, threshold: float) -> int:
-    """The most tokens two sets sharing `common` tokens may differ by, in all, and keep Jaccard >= threshold:
-    c / (c + a + b) >= t  <=>  a + b <= (1 - t) / t * c."""
-    return int((1 - threshold) / threshold * common + 1e-9)
-
-
-def deletions(s: frozenset, threshold: float) -> list[tuple[frozenset, int]] | None:
-    """(s minus d tokens, d) for every d the budget allows (d <= 2); None when s is long enough to allow more
-    (27+ tokens at t = 0.9): such sets are compared pairwise."""
-    if budget(len(s), threshold) > 2:
-        return None
-    toks = sorted(s)
-    keys = [(s, 0)]
-    if budget(len(s) - 1, threshold) >= 1:
-        keys += [(s - {a}, 1) for a in toks]
-    if budget(len(s) - 2, threshold) >= 2:
-        keys += [(s - {a, b}, 2) for x, a in enumerate(toks) for b in toks[x + 1:]]
-    return keys
-
-
-def near_duplicates(train: list[list[str]], test: list[list[str]], threshold: float) -> dict[int, tuple[int, float]]:
-    """For each test token list with a train list at token-set Jaccard >= threshold: test index -> (train
-    index, Jaccard) of the most similar one (lowest train index among ties).
-
-    Deletion neighbourhoods: train set r and test set s with Jaccard >= t both become c = r & s after deleting
-    a = |r - c| and b = |s - c| tokens, with a + b <= (1 - t) / t |c| (`budget`): 0 below 9 shared tokens at
-    t = 0.9, so short questions only match when equal or one is the other plus a word. Index each train set
-    under (key, a), look each test set up under the (key, a) its own (key, b) allows: linear in the number of
-    questions. The rare sets of 27+ tokens are compared pairwise, within the size bounds.
-    """
-    train_sets, test_sets = [frozenset(t) for t in train], [frozenset(t) for t in test]
-    index: dict[tuple[frozenset, int], list[int]] = defaultdict(list)
-    long_train = []
-    for i, s in enumerate(train_sets):
-        keys = deletions(s, threshold)
-        if keys is None:
-            long_train.append(i)
-        for key, a in keys or ():
-            index[key, a].append(i)
-    found = {}
-    for j, s in enumerate(test_sets):
-        if not s:
-            continue
-        keys = deletions(s, threshold)
-        in_size = lambda r: threshold * len(r) <= len(s) <= len(r) / threshold  # noqa: E731
-        if keys is None:  # a long test set: every train set of a possible size
-            cands = {i for i, r in enumerate(train_sets) if in_size(r)}
-        else:
-            cands = {i for key, b in keys for a in range(budget(len(key), threshold) - b + 1)
-                     for i in index.get((key, a), ())}
-            cands.update(i for i in long_train if in_size(train_sets[i]))
-        best = None
-        for i in sorted(cands):
-            r = train_sets[i]
-            jac = len(r & s) / len(r | s)
-            if jac >= threshold - 1e-12 and (best is None or jac > best[1]):
-                best = (i, jac)
-        if best:
-            found[j] = best
-    return found
-
-
 def check_answers_in_docs(questions: list[dict], docs: dict[str, str], key: str, when: str, report) -> None:
     """Answerable questions: at least one string of q[key] appears verbatim (case-insensitive, whitespace
     normalised) in one of q's doc_ids documents, and every other one at least after the scoring normalisation
-    (compare.metrics.normalize_answer: punctuation and articles dropped), so typographic variants such as
+    (corpora.text.normalize_answer: punctuation and articles dropped), so typographic variants such as
     "27-21" for "27–21" pass and a typo does not. docs: id -> norm_space(text)."""
     from corpora.text import normalize_answer
 
@@ -185,7 +119,7 @@ def validate(path: str, threshold: float = 0.9) -> tuple[Corpus | None, list[Inp
     except InputError as e:
         return None, [e]
     corpus = load_path(folder, problems)
-    qa_file = {"native": "qa.jsonl", "beir": "queries.jsonl"}.get(corpus.fmt, "")
+    qa_file = {"native": "qa.jsonl", "text": "qa.jsonl", "beir": "queries.jsonl"}.get(corpus.fmt, "")
     old = {d["id"]: norm_space(d["text"]) for d in corpus.docs}
 
     if not corpus.retrieval_only:

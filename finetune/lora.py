@@ -6,12 +6,10 @@ Adapters are saved in peft's own format (adapter_config.json + adapter_model.saf
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from corpora.config import check
 from corpora.errors import InputError
 from rag.models import DEFAULT_GENERATOR
 
@@ -75,21 +73,80 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def save_trained(model, tokenizer, method: str, out: Path) -> None:
-    """peft adapter for the adapter methods; a standalone model folder (+ tokenizer) for full."""
+def save_trained(model, tokenizer, method: str, out: Path, base: str | None = None, card: dict | None = None) -> None:
+    """peft adapter for the adapter methods; a standalone model folder (+ tokenizer) for full.
+
+    base: the generator's name as the user gave it ('smollm2-135m', a folder): stored as the adapter's
+    base_model_name_or_path instead of the resolved cache path, so the adapter is portable (rag/generate.py:
+    adapter_base resolves it at load time). card: facts for the model card (model_card)."""
+    import json
+
     model.save_pretrained(out, safe_serialization=True)
     if method == "full":
         tokenizer.save_pretrained(out)
+    config = out / "adapter_config.json"
+    if base and config.is_file():
+        data = json.loads(config.read_text())
+        data["base_model_name_or_path"] = base
+        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    if card is not None:
+        (out / "README.md").write_text(model_card({"base": base, "method": method, **card}))
+
+
+def model_card(c: dict) -> str:
+    """README.md of a fine-tuned folder (replaces peft's empty template). c: base, method, data (recipes),
+    corpus, corpus_hash, steps, epochs, trainable_params, total_params, and the optional rank, alpha, dropout,
+    targets, examples, final_loss, final_eval_loss, device, train_seconds."""
+    def get(k, default="not recorded"):
+        v = c.get(k)
+        return default if v is None or v == "" else v
+
+    method = c.get("method", "lora")
+    trainable, total = c.get("trainable_params"), c.get("total_params")
+    share = f" ({trainable / total:.2%})" if trainable and total else ""
+    lora = (f" (rank {get('rank')}, alpha {get('alpha')}, dropout {get('dropout')}, targets {get('targets')})"
+            if method in ("lora", "dora", "qlora") else " (all weights)")
+    recipes = c.get("data")
+    recipes = ", ".join(recipes) if isinstance(recipes, (list, tuple)) else get("data")
+    lines = [
+        "---",
+        f"base_model: {get('base')}",
+        "library_name: peft" if method != "full" else "library_name: transformers",
+        "tags: [ragft, " + method + "]",
+        "---",
+        "",
+        f"# ragft {method} on {get('corpus')}",
+        "",
+        f"- base model: {get('base')} (a ragft generator name or folder; ragft resolves it when loading)",
+        f"- method: {method}{lora}",
+        f"- recipe: {recipes}",
+        f"- corpus: {get('corpus')}, documents hash {get('corpus_hash')}"
+        + (f", {c['examples']} training examples" if c.get("examples") is not None else ""),
+        f"- steps: {get('steps')} ({get('epochs')} epochs)",
+        f"- trainable parameters: {get('trainable_params')} of {get('total_params')}{share}",
+        f"- final train loss: {get('final_loss')}; eval loss: {get('final_eval_loss')}",
+        f"- trained on: {get('device')}, {get('train_seconds')} s (cost.json has the whole record)",
+        "- fit: not measured",
+        "",
+        "Use: `ragft ask --adapter DIR`, `ragft compare --adapter DIR`, `ragft merge --adapter DIR`; or peft's",
+        "`PeftModel.from_pretrained(base_model, DIR)`." if method != "full" else
+        "Use: `ragft ask --generator DIR` (a standalone transformers model folder).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 @dataclass
 class MergeConfig:
     adapter: str = ""
-    """A peft adapter directory (from `ragft finetune`)."""
+    """A peft adapter folder from `ragft finetune` (required)."""
     out: str = ""
-    """Standalone model directory to write (default: <adapter>-merged)."""
+    """Standalone model folder to write (default <adapter>-merged)."""
     generator: str = DEFAULT_GENERATOR
-    """The base model the adapter was trained on: 'smollm2-135m' (shipped) or a local HF model directory."""
+    """Base model the adapter was trained on: 'smollm2-135m' or a local HF model folder (default smollm2-135m)."""
+
+    def __post_init__(self):
+        check(self)
 
 
 def merge(cfg: MergeConfig) -> Path:
@@ -100,17 +157,24 @@ def merge(cfg: MergeConfig) -> Path:
     from rag.generate import attach_adapter
     from rag.models import load_causal_lm
 
+    from corpora.files import temp_dir_beside
+    from corpora.outputs import io_errors, prepare_out, replace_dir, write_marker
+    from rag.generate import adapter_base
+
     if not cfg.adapter:
         raise InputError("--adapter is required")
     out = Path(cfg.out) if cfg.out else Path(str(Path(cfg.adapter)).rstrip("/") + "-merged")
-    model, tok = load_causal_lm(cfg.generator, "cpu")  # fp32: merging in bf16 would round the sum
+    prepare_out(out, "model")  # before any model loads: a user's folder is never replaced, a read-only one found
+    generator = cfg.generator
+    if generator == DEFAULT_GENERATOR:  # the default: the base the adapter names, when it resolves to another one
+        generator = adapter_base(cfg.adapter) or generator
+    model, tok = load_causal_lm(generator, "cpu")  # fp32: merging in bf16 would round the sum
     model = attach_adapter(model, cfg.adapter).merge_and_unload()
     model.to(torch.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with io_errors(out), temp_dir_beside(out) as tmp:  # removed if the save fails (a full disk)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        write_marker(tmp, "model")
+        replace_dir(tmp, out)
     return out

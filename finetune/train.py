@@ -22,8 +22,8 @@ import json
 import math
 import os
 import random
+import shlex
 import shutil
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -32,79 +32,87 @@ from pathlib import Path
 import torch
 
 from corpora import DEFAULT_CORPUS, load_corpus
+from corpora.config import check, known, opt
 from corpora.errors import InputError
 from finetune.data import RECIPES, batches, build_examples, heldout_examples, tokenize_item
-from finetune.lora import LLAMA_TARGETS, check_method, count_parameters, load_4bit, prepare, save_trained
-from rag.models import DEFAULT_GENERATOR, load_causal_lm, pick_device, resolve_generator
+from finetune.lora import LLAMA_TARGETS, METHODS, check_method, count_parameters, load_4bit, prepare, save_trained
+from rag.models import DEFAULT_GENERATOR, DEVICES, load_causal_lm, pick_device, resolve_generator
 
 
 @dataclass
 class FinetuneConfig:
     corpus: str = DEFAULT_CORPUS
-    """Shipped corpus name or a folder with docs.jsonl and qa.jsonl (its train split is used)."""
+    """Shipped corpus name or a folder with docs.jsonl and qa.jsonl; its train split is used (default atlantis)."""
     out: str = ""
-    """Output directory (default: runs/adapter-<corpus>)."""
+    """Output folder (default runs/adapter-<corpus>)."""
     generator: str = DEFAULT_GENERATOR
-    """Base model: 'smollm2-135m' (shipped) or a local HF model directory."""
-    method: str = "lora"
-    """lora | dora | qlora (4-bit base, CUDA only) | full (all weights; saves a standalone model folder)."""
-    data: str = "qa,paraphrase"
-    """Data recipes, comma-separated: qa, docs, paraphrase, raft."""
-    paraphrases: int = 2
-    """paraphrase recipe: rewordings of each train question."""
-    raft_distractors: int = 2
-    """raft recipe: distractor chunks per question."""
-    raft_p_no_gold: float = 0.2
-    """raft recipe: probability that the gold chunk is left out of the prompt."""
+    """Base model: 'smollm2-135m' (shipped) or a local HF model folder (default smollm2-135m)."""
+    method: str = opt("lora", choices=METHODS)
+    """lora | dora | qlora (4-bit base, CUDA only) | full (all weights, a standalone model) (default lora)."""
+    data: str = opt("qa+paraphrase", flag="recipe", aliases=("data",))
+    """Data recipes joined by '+' (',' also works): qa, docs, paraphrase, raft (default qa+paraphrase)."""
+    paraphrases: int = opt(2, min=0)
+    """paraphrase recipe: rewordings of each train question (default 2)."""
+    raft_distractors: int = opt(2, min=0)
+    """raft recipe: distractor chunks per question (default 2)."""
+    raft_p_no_gold: float = opt(0.2, min=0.0, max=1.0)
+    """raft recipe: probability that the gold chunk is left out of the prompt, 0-1 (default 0.2)."""
     abstain: bool = True
-    """Train unanswerable questions to answer "I don't know."."""
-    epochs: float = 2.0
-    """Passes over the training examples (ignored when max_steps > 0)."""
-    max_steps: int = 0
-    """Stop after this many optimizer steps (0: use epochs)."""
-    batch_size: int = 8
-    """Examples per micro-batch (per process)."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step."""
-    lr: float = 2e-3
-    """Peak learning rate (AdamW, linear warmup then cosine decay to 10%). 10x the usual 2e-4 of 7B LoRA
-    recipes: a 135M model has to learn new facts in a few hundred steps (finetune/RESULTS.md)."""
-    warmup: float = 0.1
-    """Fraction of steps spent warming up the learning rate."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (global L2 norm)."""
-    max_len: int = 512
-    """Tokens per example at most; longer chats keep their end (the answer), texts their start."""
-    doc_chunk_tokens: int = 128
-    """docs recipe: tokens per document piece (cut at sentence ends)."""
-    rank: int = 16
-    """LoRA rank r."""
-    alpha: int = 32
-    """LoRA alpha (scale = alpha / r)."""
-    dropout: float = 0.05
-    """LoRA dropout."""
+    """Train unanswerable questions to answer "I don't know." (default on)."""
+    epochs: float = opt(2.0, above=0)
+    """Passes over the training examples, ignored when --max-steps > 0 (default 2.0 epochs)."""
+    max_steps: int = opt(0, min=0)
+    """Stop after this many optimizer steps (default 0: use --epochs)."""
+    batch_size: int = opt(8, min=1, flag="train-batch-size", aliases=("batch-size",))
+    """Examples per training micro-batch, per process (default 8 examples)."""
+    grad_accum: int = opt(1, min=1)
+    """Micro-batches per optimizer step (default 1)."""
+    lr: float = opt(2e-3, above=0)
+    """Peak learning rate: AdamW, linear warmup, cosine decay to 10% (default 2e-3)."""
+    warmup: float = opt(0.1, min=0.0, max=1.0)
+    """Share of the steps spent warming up the learning rate, 0-1 (default 0.1)."""
+    weight_decay: float = opt(0.0, min=0.0)
+    """AdamW weight decay (default 0.0)."""
+    max_grad_norm: float = opt(1.0, above=0)
+    """Gradient clipping: largest global L2 norm (default 1.0)."""
+    max_len: int = opt(512, min=1)
+    """Tokens per example at most; chats keep their end (the answer), texts their start (default 512 tokens)."""
+    doc_chunk_tokens: int = opt(128, min=1)
+    """docs recipe: tokens per document piece, cut at sentence ends (default 128 tokens)."""
+    rank: int = opt(16, min=1)
+    """LoRA rank r (default 16)."""
+    alpha: int = opt(32, above=0, flag="lora-alpha", aliases=("alpha",))
+    """LoRA alpha; the update is scaled by alpha / r (default 32)."""
+    dropout: float = opt(0.05, min=0.0, below=1.0)
+    """LoRA dropout, 0 to below 1 (default 0.05)."""
     targets: str = ",".join(LLAMA_TARGETS)
-    """Modules that get adapters, comma-separated."""
+    """Modules that get adapters, comma-separated (default all linear layers of a Llama block)."""
     group_by_length: bool = True
-    """Batch examples of similar length together (less padding)."""
+    """Batch examples of similar length together, for less padding (default on)."""
     share_prefix: bool = True
-    """Run the prompt prefix a batch shares (system prompt) once per batch instead of once per row."""
+    """Run the prompt prefix a batch shares (the system prompt) once per batch (default on)."""
     grad_checkpointing: bool = False
-    """Recompute activations in the backward pass (less memory, ~30% slower)."""
-    eval_size: int = 32
-    """Held-out slice: train facts asked in an unseen wording, loss measured each epoch (0: off)."""
-    patience: int = 0
-    """Early stopping: stop after this many epochs without a lower eval loss and keep the best (0: off)."""
-    save_every: int = 0
-    """Checkpoint every N optimizer steps to <out>-checkpoints/ (0: never)."""
+    """Recompute activations in the backward pass: less memory, slower (default off)."""
+    eval_size: int = opt(32, min=0)
+    """Held-out questions (train facts in unseen wording) whose loss is measured each epoch (default 32; 0: off)."""
+    patience: int = opt(0, min=0)
+    """Early stopping: epochs without a lower eval loss before stopping at the best (default 0: off)."""
+    save_every: int = opt(0, min=0)
+    """Checkpoint every N optimizer steps to <out>-checkpoints/ (default 0: never)."""
     resume: bool = False
-    """Continue from the last checkpoint in <out>-checkpoints/."""
-    seed: int = 0
-    """Seed for adapter init, data recipes and batch order."""
-    device: str = "auto"
-    """auto | cpu | cuda (bf16 when supported)."""
+    """Continue from the last checkpoint in <out>-checkpoints/ (default off)."""
+    seed: int = opt(0, min=0)
+    """Seed of adapter init, data recipes and batch order (default 0)."""
+    device: str = opt("auto", choices=DEVICES)
+    """Device: auto | cpu | cuda, bf16 where supported (default auto)."""
+
+    def __post_init__(self):
+        known(self, "method")  # "unknown method 'x': choose one of ...", as before
+        check(self)
+        # --recipe takes '+' (as `ragft compare --recipe`) or ','; the field keeps the comma form it always
+        # stored ("qa,paraphrase" by default), so cost.json and the adapter-reuse checks read what they did.
+        self.data = self.data.replace("+", ",")
+        parse_recipes(self.data)
 
 
 # Fields a resumed run may change without changing what is trained.
@@ -118,6 +126,30 @@ def output_dir(cfg: FinetuneConfig) -> Path:
 def checkpoint_root(cfg: FinetuneConfig) -> Path:
     out = output_dir(cfg)
     return out.parent / f"{out.name}-checkpoints"
+
+
+def next_step(corpus_arg: str) -> str:
+    """What to do about a corpus without training questions, as the end of one error line."""
+    return (f"; build a QA set from its documents with `ragft corpora make-qa {shlex.quote(corpus_arg)} --out DIR`, "
+            "or train on the documents alone with `--recipe docs`")
+
+
+def check_training_data(corpus, recipes: list[str], corpus_arg: str, abstain: bool = True,
+                        paraphrases: int = 2) -> None:
+    """InputError (one line naming `ragft corpora make-qa` and `--recipe docs`) when no recipe can give an
+    example on this corpus, decided from the corpus alone so it fails before any model loads: qa, raft and
+    paraphrase (with paraphrases > 0) need train questions with gold answers (unanswerable ones count with
+    abstain; a corpus without gold answers, BEIR, has none), docs needs documents (finetune/data.py)."""
+    train = [] if corpus.retrieval_only else [q for q in corpus.questions("train") if q["answers"] or abstain]
+    gives = {"qa": bool(train), "raft": bool(train), "paraphrase": bool(train) and paraphrases > 0,
+             "docs": bool(corpus.docs)}
+    if any(gives.get(r, True) for r in recipes):
+        return
+    why = ("it has no gold answers (retrieval judgements only)" if corpus.retrieval_only else
+           "its train split has no questions" if not corpus.questions("train") else
+           "its train questions give no examples for these recipes")
+    raise InputError(f"no training examples from recipes {','.join(recipes)!r} on corpus {corpus_arg!r}: "
+                     f"{why}{next_step(corpus_arg)}")
 
 
 def parse_recipes(data: str) -> list[str]:
@@ -235,27 +267,34 @@ def save_checkpoint(root: Path, step: int, model, opt, state: dict, best: dict |
     state.json (step, counters, loss curve, optimizer param groups, Python RNG). Older checkpoints removed."""
     from safetensors.torch import save_file
 
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step}-"))
-    save_file(trainable_state(model), tmp / "trainable.safetensors")
-    opt_state = opt.state_dict()
-    save_file({f"{i}.{k}": v.contiguous() for i, s in opt_state["state"].items() for k, v in s.items()},
-              tmp / "optimizer.safetensors")
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state()
-    save_file(rng, tmp / "rng.safetensors")
-    if best is not None:
-        save_file(best, tmp / "best.safetensors")
-    py_state = random.getstate()
-    (tmp / "state.json").write_text(json.dumps({
-        **state, "param_groups": opt_state["param_groups"],
-        "python_random": [py_state[0], list(py_state[1]), py_state[2]],
-    }))
+    from corpora.files import temp_dir_beside
+    from corpora.outputs import MARKER, follow_umask, io_errors, write_marker
+
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+    if not (root / MARKER).is_file():
+        write_marker(root, "checkpoints")
     final = root / f"step-{step:07d}"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with io_errors(final), temp_dir_beside(final) as tmp:  # removed if a write fails (a full disk); a killed run leaves only it
+        save_file(trainable_state(model), tmp / "trainable.safetensors")
+        opt_state = opt.state_dict()
+        save_file({f"{i}.{k}": v.contiguous() for i, s in opt_state["state"].items() for k, v in s.items()},
+                  tmp / "optimizer.safetensors")
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        save_file(rng, tmp / "rng.safetensors")
+        if best is not None:
+            save_file(best, tmp / "best.safetensors")
+        py_state = random.getstate()
+        (tmp / "state.json").write_text(json.dumps({
+            **state, "param_groups": opt_state["param_groups"],
+            "python_random": [py_state[0], list(py_state[1]), py_state[2]],
+        }))
+        follow_umask(tmp)  # safetensors writes 0600 files
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
     for old in root.glob("step-*"):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
@@ -325,6 +364,13 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     out, ckpt_root = output_dir(cfg), checkpoint_root(cfg)
+    check_outputs(cfg, out, ckpt_root)  # before any model loads: a user's folder, an unwritable place
+    corpus = None
+    if examples is None or (eval_examples is None and cfg.eval_size > 0):
+        corpus = load_corpus(cfg.corpus)
+    if examples is None:  # a corpus without train questions: one line naming make-qa, before any model loads
+        check_training_data(corpus, recipes, cfg.corpus, cfg.abstain, cfg.paraphrases)
+    base = cfg.generator if model is None else None  # the adapter names the base by the name the user gave
 
     want_cuda = model is None and pick_device(cfg.device) == "cuda"
     acc = Accelerator(cpu=not want_cuda and (model is None or next(model.parameters()).device.type == "cpu"))
@@ -334,9 +380,6 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     if cfg.method == "full" and device.type == "cuda":
         model.float()  # full fine-tuning keeps fp32 master weights; bf16 only inside autocast
-    corpus = None
-    if examples is None or (eval_examples is None and cfg.eval_size > 0):
-        corpus = load_corpus(cfg.corpus)
     if examples is None:
         examples = build_examples(corpus, recipes, tokenizer, abstain=cfg.abstain, paraphrases_n=cfg.paraphrases,
                                   raft_distractors=cfg.raft_distractors, raft_p_no_gold=cfg.raft_p_no_gold,
@@ -344,7 +387,8 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
     if eval_examples is None:
         eval_examples = heldout_examples(corpus, cfg.eval_size, cfg.abstain, cfg.seed) if cfg.eval_size > 0 else []
     if not examples:
-        raise InputError(f"no training examples from recipes {cfg.data!r} on corpus {cfg.corpus!r}")
+        raise InputError(f"no training examples from recipes {cfg.data!r} on corpus {cfg.corpus!r}"
+                         + next_step(cfg.corpus))
 
     model = prepare(model, cfg.method, cfg.rank, cfg.alpha, cfg.dropout, targets)
     if cfg.grad_checkpointing:
@@ -464,18 +508,56 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
         "resumed_from": state["resumed_from"], "losses": state["losses"], "eval_losses": evals,
     }
     if acc.is_main_process:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
-        save_trained(model, tokenizer, cfg.method, tmp)
-        record["wall_seconds"] = round(time.perf_counter() - wall0, 3)
-        (tmp / "cost.json").write_text(json.dumps(record, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-        shutil.rmtree(ckpt_root, ignore_errors=True)  # finished: checkpoints are no longer needed
+        save_output(cfg, out, ckpt_root, model, tokenizer, record, base, corpus, wall0)
     acc.wait_for_everyone()
     record["adapter"] = str(out)
     return record
+
+
+def check_outputs(cfg: FinetuneConfig, out: Path, ckpt_root: Path) -> None:
+    """--out (and, with --save-every or --resume, <out>-checkpoints) may be written: new, empty or ragft's own
+    output of that kind, and writable (corpora/outputs.py: prepare_out); InputError otherwise."""
+    from corpora.outputs import prepare_out
+
+    prepare_out(out, "adapter")
+    if cfg.save_every or cfg.resume:
+        prepare_out(ckpt_root, "checkpoints")
+
+
+def save_output(cfg: FinetuneConfig, out: Path, ckpt_root: Path, model, tokenizer, record: dict, base: str | None,
+                corpus, wall0: float) -> None:
+    """The adapter (or full model), its model card and cost.json into a temp folder, swapped in at `out`; a
+    failed save (a full disk) leaves no temp folder. Then the checkpoints, no longer needed, are removed."""
+    from corpora.files import temp_dir_beside
+    from corpora.outputs import io_errors, output_kind, prepare_out, replace_dir, write_marker
+
+    out = prepare_out(out, "adapter")  # again: the folder may have been filled while training
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with io_errors(out), temp_dir_beside(out) as tmp:  # a full disk: one OSError naming `out`
+        save_trained(model, tokenizer, cfg.method, tmp, base=base, card=card_facts(cfg, record, corpus))
+        record["wall_seconds"] = round(time.perf_counter() - wall0, 3)
+        (tmp / "cost.json").write_text(json.dumps(record, indent=2))
+        write_marker(tmp, "adapter")
+        replace_dir(tmp, out)
+    if ckpt_root.is_dir() and output_kind(ckpt_root) == "checkpoints":  # only a folder of ragft's checkpoints
+        shutil.rmtree(ckpt_root, ignore_errors=True)
+
+
+def card_facts(cfg: FinetuneConfig, record: dict, corpus) -> dict:
+    """What the model card (finetune/lora.py: model_card) says: the training record plus the corpus's
+    documents hash (rag.index.corpus_hash, the index manifest's corpus_hash)."""
+    from rag.index import corpus_hash
+
+    if corpus is None:
+        try:
+            corpus = load_corpus(cfg.corpus)
+        except InputError:
+            corpus = None
+    keys = ("data", "steps", "epochs", "examples", "trainable_params", "total_params", "final_loss",
+            "final_eval_loss", "device", "train_seconds")
+    return {**{k: record.get(k) for k in keys}, "corpus": cfg.corpus, "rank": cfg.rank, "alpha": cfg.alpha,
+            "dropout": cfg.dropout, "targets": cfg.targets,
+            "corpus_hash": corpus_hash(corpus.docs) if corpus is not None else None}
 
 
 def end_of_epoch_eval(model, acc, held, cfg, pad_id, device, use_bf16, share_prefix, state, best, epoch: float):

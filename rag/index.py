@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from corpora.config import check, known, opt
 from corpora.errors import InputError
-from rag.models import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
+from rag.models import DEFAULT_EMBEDDER, DEFAULT_GENERATOR, DEVICES
 from rag.query import tokenize
 
 # rank-bm25's BM25Okapi defaults; method "robertson" is the same formula up to a (k1 + 1) factor,
@@ -37,9 +35,9 @@ BM25_K1, BM25_B, BM25_METHOD = 1.5, 0.75, "robertson"
 CHUNKERS = ("recursive", "token", "markdown")
 DENSE = ("flat", "hnsw")
 SPARSE = ("bm25s", "rank-bm25")
-# Build-time candidate list. On 10,000 spread-out 384-d vectors (benchmarks/retrieval.py, 2 cores), M=32:
-# efConstruction 64 -> recall@10 0.85 / 0.91 / 0.96 at efSearch 64 / 128 / 256; 128 -> 0.91 / 0.955 / 0.99,
-# for 1.6x the build time.
+# hnsw build-time candidate list (efConstruction). At 128, M=32 on 10,000 spread-out 384-d vectors (`ragft bench
+# retrieval`, 2 cores): recall@10 vs flat 0.900 / 0.957 / 0.980 at efSearch 64 / 128 / 256 (README); why not 64:
+# docs/defaults.md, "ragft index".
 HNSW_EF_CONSTRUCTION = 128
 MARKDOWN_HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 # Fields that change how an index is searched, not what it holds: a manifest differing only here still matches.
@@ -49,52 +47,57 @@ SEARCH_TIME_FIELDS = ("out", "device", "ef_search")
 @dataclass
 class IndexConfig:
     corpus: str = "atlantis"
-    """Shipped corpus name or a folder with docs.jsonl."""
+    """Shipped corpus name or a folder with docs.jsonl (default atlantis)."""
     out: str = ""
-    """Index directory (default: runs/index-<corpus>, with -<hash> appended for non-default settings)."""
-    chunker: str = "recursive"
-    """recursive (characters) | token (generator's tokenizer) | markdown (headers first, then recursive)."""
-    chunk_size: int = 500
-    """Chunk length: characters (recursive, markdown) or generator tokens (token)."""
-    overlap: int = 50
-    """Characters (or tokens, for the token chunker) shared by neighbouring chunks."""
-    dense: str = "flat"
-    """FAISS index: flat (exact inner product) | hnsw (approximate graph)."""
-    hnsw_m: int = 32
-    """hnsw: neighbours per node (M); more is more exact, bigger and slower to build."""
-    ef_search: int = 128
-    """hnsw: candidates kept while searching (efSearch); more is more exact and slower. Search-time only."""
-    sparse: str = "bm25s"
-    """BM25 implementation: bm25s (sparse matrix, fast) | rank-bm25 (the reference, slow)."""
+    """Index folder (default runs/index-<corpus>, plus -<hash> for non-default build options)."""
+    chunker: str = opt("recursive", choices=CHUNKERS)
+    """recursive (characters) | token (generator tokens) | markdown (headers, then recursive) (default recursive)."""
+    chunk_size: int = opt(500, min=1)
+    """Chunk length: characters, or generator tokens for the token chunker (default 500)."""
+    overlap: int = opt(50, min=0)
+    """Characters (tokens for the token chunker) shared by neighbouring chunks, below --chunk-size (default 50)."""
+    dense: str = opt("flat", choices=DENSE)
+    """FAISS index: flat (exact) | hnsw (approximate graph) (default flat)."""
+    hnsw_m: int = opt(32, min=2)
+    """hnsw: neighbours per graph node, M (default 32)."""
+    ef_search: int = opt(128, min=1)
+    """hnsw: candidates kept while searching, efSearch; search-time only (default 128)."""
+    sparse: str = opt("bm25s", choices=SPARSE)
+    """BM25 implementation: bm25s (fast) | rank-bm25 (the reference) (default bm25s)."""
     embedder: str = DEFAULT_EMBEDDER
-    """Sentence-transformers model: 'minilm-l6' (shipped) or a local model directory."""
+    """Embedder: 'minilm-l6' (shipped) or a local sentence-transformers folder (default minilm-l6)."""
     generator: str = DEFAULT_GENERATOR
-    """Model whose tokenizer the token chunker counts with: 'smollm2-135m' or a local model directory."""
-    device: str = "auto"
-    """auto | cpu | cuda."""
+    """Model whose tokenizer the token chunker counts with: 'smollm2-135m' or a local folder (default smollm2-135m)."""
+    device: str = opt("auto", choices=DEVICES)
+    """Device: auto | cpu | cuda (default auto)."""
+
+    def __post_init__(self):
+        check_config(self)  # check(self) on the field metadata, then overlap < chunk_size
 
 
 @dataclass
 class IndexUpdateConfig:
     docs: str = ""
-    """JSONL file of documents {"id", "title", "text"}: add (ids must be new) or update (replace same ids, add new)."""
+    """JSONL file of documents {"id", "title", "text"}: add (new ids) or update (same ids replaced, new added)."""
     index: str = ""
-    """Index directory to change (default: runs/index-<corpus>)."""
+    """Index folder to change (default runs/index-<corpus>)."""
     corpus: str = "atlantis"
-    """Corpus whose default index directory is changed when --index is not given."""
-    device: str = "auto"
-    """auto | cpu | cuda (for embedding the new chunks)."""
+    """Corpus whose default index folder is changed when --index is not given (default atlantis)."""
+    device: str = opt("auto", choices=DEVICES)
+    """Device for embedding the new chunks: auto | cpu | cuda (default auto)."""
+
+    def __post_init__(self):
+        check(self)
 
 
 def check_config(cfg: IndexConfig) -> None:
-    for name, value, allowed in [("chunker", cfg.chunker, CHUNKERS), ("dense", cfg.dense, DENSE),
-                                 ("sparse", cfg.sparse, SPARSE)]:
-        if value not in allowed:
-            raise InputError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
-    if cfg.chunk_size <= 0 or not 0 <= cfg.overlap < cfg.chunk_size:
-        raise InputError(f"need chunk_size > 0 and 0 <= overlap < chunk_size, got {cfg.chunk_size} and {cfg.overlap}")
-    if cfg.hnsw_m < 2 or cfg.ef_search < 1:
-        raise InputError(f"need hnsw_m >= 2 and ef_search >= 1, got {cfg.hnsw_m} and {cfg.ef_search}")
+    """The index options' checks (an IndexConfig runs them when made): each value alone (field metadata;
+    chunker, dense and sparse keep their "unknown chunker 'x': choose one of ..." wording), then the one rule
+    between two of them, overlap < chunk_size."""
+    known(cfg, "chunker", "dense", "sparse")
+    check(cfg)
+    if cfg.overlap >= cfg.chunk_size:
+        raise InputError(f"--overlap {cfg.overlap}: need overlap < chunk_size, got {cfg.chunk_size} and {cfg.overlap}")
 
 
 # ---- hashes -------------------------------------------------------------------------------------------------
@@ -302,30 +305,28 @@ class Index:
         return self._embedder
 
     def save(self, out: str | Path) -> Path:
-        """Write to a temp folder beside `out`, then swap it in: a killed save leaves the old index whole."""
+        """Write to a temp folder beside `out`, then swap it in: a killed save leaves the old index whole, a
+        failed one leaves no temp folder. `out` must be new, empty or ragft's index (corpora/outputs.py)."""
         import faiss
 
-        out = Path(out)
+        from corpora.files import temp_dir_beside
+        from corpora.outputs import io_errors, prepare_out, replace_dir, write_marker
+
+        out = prepare_out(out, "index")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
-        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
-            for c in self.chunks:
-                f.write(json.dumps(c, ensure_ascii=False) + "\n")
-        with open(tmp / "tokens.jsonl", "w", encoding="utf-8") as f:
-            for t in self.tokens:
-                f.write(json.dumps(t, ensure_ascii=False) + "\n")
-        if type(self.bm25).__name__ == "BM25":  # bm25s; rank-bm25 is rebuilt from tokens.jsonl on load
-            self.bm25.save(str(tmp / "bm25"))
-        faiss.write_index(self.faiss, str(tmp / "dense.faiss"))
-        (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
-        if out.exists():
-            old = out.with_name(f".old-{out.name}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        with io_errors(out), temp_dir_beside(out) as tmp:  # a full disk: one OSError naming `out`
+            with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
+                for c in self.chunks:
+                    f.write(json.dumps(c, ensure_ascii=False) + "\n")
+            with open(tmp / "tokens.jsonl", "w", encoding="utf-8") as f:
+                for t in self.tokens:
+                    f.write(json.dumps(t, ensure_ascii=False) + "\n")
+            if type(self.bm25).__name__ == "BM25":  # bm25s; rank-bm25 is rebuilt from tokens.jsonl on load
+                self.bm25.save(str(tmp / "bm25"))
+            faiss.write_index(self.faiss, str(tmp / "dense.faiss"))
+            (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+            write_marker(tmp, "index")
+            replace_dir(tmp, out)
         return out
 
 
@@ -462,6 +463,33 @@ def update_index(index: Index, docs: list[dict], mode: str = "update", embedder=
     return record
 
 
+def change_index(cfg: IndexUpdateConfig, mode: str) -> dict:
+    """`ragft index add|update`: load the index, change it in place (update_index), save it.
+
+    -> {"path", "mode", "update": update_index's record, "n_chunks" after it, "build_seconds": the full
+    build's seconds without loading and warming up the embedder, "load_seconds", "save_seconds" of the index}.
+    """
+    from corpora import load_docs
+
+    from corpora.outputs import prepare_out
+
+    path = Path(cfg.index) if cfg.index else default_index_dir(cfg.corpus)
+    t0 = time.perf_counter()
+    index = load_index(path)
+    prepare_out(path, "index", "--index")  # writable, and ragft's own: found before any embedding
+    if cfg.device != "auto":
+        index.manifest["config"]["device"] = cfg.device
+    load_s = time.perf_counter() - t0
+    record = update_index(index, load_docs(Path(cfg.docs)), mode)
+    t0 = time.perf_counter()
+    index.save(path)
+    save_s = time.perf_counter() - t0
+    m = index.manifest
+    return {"path": str(path), "mode": mode, "update": record, "n_chunks": m["n_chunks"],
+            "build_seconds": m["build_seconds"] - m.get("timings", {}).get("load", 0.0),
+            "load_seconds": load_s, "save_seconds": save_s}
+
+
 # ---- load / reuse -------------------------------------------------------------------------------------------
 
 def read_index_files(path: Path):
@@ -484,8 +512,24 @@ def read_index_files(path: Path):
     return manifest, chunks, tokens, bm25, dense
 
 
-def load_index(path: str | Path, ef_search: int | None = None) -> Index:
-    """Load an index directory. ef_search (hnsw only) overrides the stored search-time setting."""
+def check_manifest_embedder(path: Path, manifest: dict, trusted: str | None = None) -> None:
+    """The embedder manifest.json names is loaded only from a known place: the shipped name, a hub id (read from
+    the local HF cache only), a folder inside the index folder, or `trusted` (the embedder the user named on this
+    command line); any other folder is refused, so a copied index cannot make ragft load a model from elsewhere."""
+    name = manifest.get("config", {}).get("embedder") if isinstance(manifest.get("config"), dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("index is damaged (manifest.json names no embedder); rebuild it with `ragft index`", str(path))
+    if name in (DEFAULT_EMBEDDER, trusted):
+        return
+    folder = Path(name).expanduser()
+    if folder.exists() and not folder.resolve().is_relative_to(path.resolve()):
+        raise InputError(f"manifest.json names the embedder folder {name!r}, outside the index folder: refusing to "
+                         "load a model from there; rebuild the index with `ragft index`", str(path))
+
+
+def load_index(path: str | Path, ef_search: int | None = None, embedder: str | None = None) -> Index:
+    """Load an index directory. ef_search (hnsw only) overrides the stored search-time setting. embedder: the
+    embedder the user named (trusted where the manifest names the same; check_manifest_embedder)."""
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise InputError("not an index directory (no manifest.json); build one with `ragft index`", str(path))
@@ -494,6 +538,7 @@ def load_index(path: str | Path, ef_search: int | None = None) -> Index:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueError
         raise InputError(f"index is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
                          "rebuild it with `ragft index`", str(path)) from None
+    check_manifest_embedder(path, manifest, embedder)
     if dense.d != manifest.get("dim", dense.d):
         raise InputError(f"index was built with another embedder: dense.faiss holds {dense.d}-d vectors, "
                          f"manifest.json says {manifest['dim']}-d ({manifest['config'].get('embedder')})", str(path))
@@ -542,8 +587,8 @@ def open_or_build(docs: list[dict], cfg: IndexConfig, embedder=None, progress: b
     if (out / "manifest.json").is_file():
         try:
             manifest = json.loads((out / "manifest.json").read_text())
-            index = load_index(out, ef_search=cfg.ef_search) if manifest_matches(manifest, docs, cfg,
-                                                                                  allow_updated) else None
+            ok = manifest_matches(manifest, docs, cfg, allow_updated)
+            index = load_index(out, ef_search=cfg.ef_search, embedder=cfg.embedder) if ok else None
         except (ValueError, InputError) as e:  # damaged (ValueError: bad JSON or bytes): rebuilt below
             index = None
             if progress:
@@ -552,6 +597,9 @@ def open_or_build(docs: list[dict], cfg: IndexConfig, embedder=None, progress: b
             if embedder is not None:
                 index._embedder = embedder
             return index
+    from corpora.outputs import prepare_out
+
+    prepare_out(out, "index")  # a folder ragft may not replace, or cannot write, is found before the build
     index = build_index(docs, cfg, embedder, progress)
     index.save(out)
     return index

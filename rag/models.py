@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from corpora.errors import InputError
@@ -23,6 +22,7 @@ DEFAULT_GENERATOR = "smollm2-135m"
 DEFAULT_EMBEDDER = "minilm-l6"
 DEFAULT_CACHE = Path(os.environ.get("RAGFT_CACHE", Path.home() / ".cache" / "ragft"))
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEVICES = ("auto", "cpu", "cuda")  # what pick_device takes; auto: cuda when available, else cpu
 
 
 def package_dir(module: str, pip_name: str) -> Path:
@@ -52,13 +52,17 @@ def smollm2_dir(cache_dir: Path = DEFAULT_CACHE) -> Path:
     del config.quantization_config  # a plain fp32 model, loadable without gguf
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
+    from corpora.files import temp_dir_beside
+    from corpora.outputs import follow_umask, io_errors
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".tmp-smollm2-"))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    if out.exists():  # a stale partial folder from an older version
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with io_errors(out), temp_dir_beside(out) as tmp:  # removed if the conversion fails (a full disk): no half folder stays
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        follow_umask(tmp)  # safetensors writes 0600 files, mkdtemp a 0700 folder
+        if out.exists():  # a stale partial folder from an older version (our own cache folder, by name)
+            shutil.rmtree(out)
+        os.replace(tmp, out)
     return out
 
 

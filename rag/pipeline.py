@@ -3,55 +3,45 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+from corpora.config import check, known, opt
 from rag.augment import build_messages, cited_ids, fit_passages
 from rag.generate import Generator, generate, prompt_ids
 from rag.index import Index
-from rag.models import DEFAULT_GENERATOR
+from rag.models import DEFAULT_GENERATOR, DEVICES
 from rag.query import clean_rewrite, normalize_query, rewrite_messages
-from rag.rank import RRF_K, Search, search
+from rag.rank import Search, search
 
 
 @dataclass
-class AskConfig:
+class AskConfig(Search):
+    """`ragft ask`: the search settings are Search's fields (rag/rank.py), inherited, so they come first."""
+
     question: str = ""
     """The question to answer."""
     corpus: str = "atlantis"
-    """Shipped corpus name or a folder with docs.jsonl (indexed on first use)."""
+    """Shipped corpus name or a folder with docs.jsonl, indexed on first use (default atlantis)."""
     index: str = ""
-    """Index directory (default: runs/index-<corpus>, built if missing)."""
-    retriever: str = "hybrid"
-    """bm25 | dense | hybrid | none (closed-book)."""
-    top_k: int = 2
-    """Chunks put into the prompt (2: the best measured for SmolLM2-135M, see `ragft compare --help`)."""
+    """Index folder (default runs/index-<corpus>, built if missing)."""
     generator: str = DEFAULT_GENERATOR
-    """'smollm2-135m' (shipped) or a local HF model directory."""
+    """Generator: 'smollm2-135m' (shipped) or a local HF model folder (default smollm2-135m)."""
     adapter: str = ""
-    """A peft LoRA adapter directory to load onto the generator."""
-    max_new_tokens: int = 32
-    """Most tokens generated per answer."""
-    device: str = "auto"
-    """auto | cpu | cuda."""
-    rrf_k: int = RRF_K
-    """hybrid: the k of reciprocal-rank fusion, score = sum w / (k + rank)."""
-    bm25_weight: float = 1.0
-    """hybrid: weight of the BM25 ranking in the fusion."""
-    dense_weight: float = 1.0
-    """hybrid: weight of the dense ranking in the fusion."""
-    min_score: float = 0.0
-    """Drop chunks scoring below this (bm25: BM25 score; dense and hybrid: cosine); none left: the prompt
-    says no documents were found. 0: off."""
-    stop_words: bool = False
-    """Remove English stop words from the BM25 query."""
-    rewrite: bool = False
-    """The generator first rewrites the question into a search query (kept in the record)."""
-    context_tokens: int = 0
-    """Token budget for the documents in the prompt (0: whatever fits the model's window)."""
+    """A peft LoRA adapter folder to load onto the generator (default '': none)."""
+    max_new_tokens: int = opt(32, min=1)
+    """Most tokens generated per answer (default 32 tokens)."""
+    device: str = opt("auto", choices=DEVICES)
+    """Device: auto | cpu | cuda (default auto)."""
+    context_tokens: int = opt(0, min=0)
+    """Token budget for the documents in the prompt (default 0: what fits the model's window)."""
+
+    def __post_init__(self):
+        known(self, "retriever")  # "unknown retriever 'x': choose one of ...", as before
+        check(self)
 
     def search(self) -> Search:
-        return Search(self.retriever, self.top_k, self.rrf_k, self.bm25_weight, self.dense_weight,
-                      self.min_score, self.stop_words, self.rewrite)
+        """The search settings alone (Search's fields of this config)."""
+        return Search(**{f.name: getattr(self, f.name) for f in fields(Search)})
 
 
 def retrieve_passages(index: Index | None, question: str, retriever: str, top_k: int,

@@ -14,26 +14,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from corpora.config import check, known, opt
 from corpora.errors import InputError
 from rag.index import Index, embed, sparse_scores
 from rag.query import query_tokens
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
+ANSWER_RETRIEVERS = (*RETRIEVERS, "none")  # what a question is answered with; "none": closed-book
 RRF_K = 60  # Cormack et al. 2009: k=60 is the standard constant for reciprocal-rank fusion
 
 
 @dataclass
 class Search:
-    """Settings of steps 2-3 that an entry point's config passes down (not itself an entry point)."""
+    """Settings of steps 2-3 that an entry point's config passes down, and the field group an entry point's
+    config takes them from by inheriting it (rag/pipeline.py: AskConfig). Field order: positional
+    Search(...) calls rely on it."""
 
-    retriever: str = "hybrid"
-    top_k: int = 2
-    rrf_k: int = RRF_K
-    bm25_weight: float = 1.0
-    dense_weight: float = 1.0
-    min_score: float = 0.0  # 0: no threshold
-    stop_words: bool = False  # drop stop words from BM25 queries
-    rewrite: bool = False  # the generator rewrites the question into a search query (rag/pipeline.py)
+    retriever: str = opt("hybrid", choices=ANSWER_RETRIEVERS)
+    """Retriever: bm25 | dense | hybrid | none (closed-book) (default hybrid)."""
+    top_k: int = opt(2, min=0)
+    """Chunks put into the prompt (default 2)."""
+    rrf_k: int = opt(RRF_K, above=0)
+    """hybrid: k of reciprocal-rank fusion, score = sum of weight / (k + rank) (default 60)."""
+    bm25_weight: float = opt(1.0, min=0.0)
+    """hybrid: weight of the BM25 ranking in the fusion (default 1.0)."""
+    dense_weight: float = opt(1.0, min=0.0)
+    """hybrid: weight of the dense ranking in the fusion (default 1.0)."""
+    min_score: float = opt(0.0, min=0.0)
+    """Drop chunks below this score (bm25: BM25; dense, hybrid: cosine) (default 0: off)."""
+    stop_words: bool = False
+    """Remove English stop words from the BM25 query (default off)."""
+    rewrite: bool = False
+    """The generator first rewrites the question into a search query, kept in the record (default off)."""
+
+    def __post_init__(self):
+        known(self, "retriever")  # "unknown retriever 'x': choose one of ...", as before
+        check(self)
 
 
 def top_k_of(scores: np.ndarray, k: int) -> list[tuple[int, float]]:

@@ -25,6 +25,7 @@ def test_sizes_and_bad_input():
         run_scale(ScaleConfig(indexes="bm25,ivf"))
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_small_scale_curve(tmp_path):
     """Two sizes, static vectors (seconds, not minutes): every index measured, sizes grow ~linearly, plot written."""
     out = []

@@ -49,6 +49,7 @@ def test_baseline_round_trip_and_bad_files(tmp_path):
             load_baseline(bad)
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_bench_all_retrieval_part_fails_a_check_and_is_recorded(tmp_path, capsys):
     """A real (small) retrieval benchmark through the CLI; a baseline it cannot meet makes it exit 1."""
     from cli.main import main

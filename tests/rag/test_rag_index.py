@@ -66,6 +66,7 @@ def test_chunkers_keep_doc_id_title_and_exact_span(chunker, smollm2_path):
         assert all("Saltfish" not in c["text"] for c in ferries)
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_hnsw_and_rank_bm25_round_trip_without_pickle(tmp_path, embedder):
     cfg = IndexConfig(corpus="tiny", dense="hnsw", hnsw_m=8, ef_search=16, sparse="rank-bm25", **SMALL)
     idx = build_index(DOCS, cfg, embedder, progress=False)
@@ -87,6 +88,7 @@ def test_hnsw_and_rank_bm25_round_trip_without_pickle(tmp_path, embedder):
     assert [i for i, _ in retrieve(loaded, "ferry tickets", "dense", 3)] == [i for i, _ in retrieve(flat, "ferry tickets", "dense", 3)]
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_rank_bm25_and_bm25s_rank_alike(embedder):
     a = build_index(DOCS, IndexConfig(corpus="tiny", **SMALL), embedder, progress=False)
     b = build_index(DOCS, IndexConfig(corpus="tiny", sparse="rank-bm25", **SMALL), embedder, progress=False)
@@ -102,6 +104,7 @@ def chunk_map(index):
     return {(c["doc_id"], c["start"], c["text"]): i for i, c in enumerate(index.chunks)}
 
 
+@pytest.mark.model  # MiniLM embedder
 @pytest.mark.parametrize("dense,sparse", [("flat", "bm25s"), ("hnsw", "rank-bm25")])
 def test_update_equals_a_fresh_build_of_the_updated_corpus(tmp_path, embedder, dense, sparse):
     cfg = IndexConfig(corpus="tiny", out=str(tmp_path / "idx"), dense=dense, sparse=sparse, **SMALL)
@@ -140,6 +143,7 @@ def test_update_equals_a_fresh_build_of_the_updated_corpus(tmp_path, embedder, d
     assert open_or_build(DOCS, cfg, embedder, progress=False, allow_updated=True).manifest["updates"]
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_add_refuses_known_ids_and_manifest_reuse(tmp_path, embedder):
     cfg = IndexConfig(corpus="tiny", out=str(tmp_path / "idx"), **SMALL)
     idx = build_index(DOCS, cfg, embedder, progress=False)
@@ -167,6 +171,7 @@ def test_variant_indexes_get_their_own_default_directory():
         open_or_build(DOCS, IndexConfig(chunker="sentences"))
 
 
+@pytest.mark.model  # MiniLM embedder
 @pytest.mark.parametrize("damage", ["manifest.json", "chunks.jsonl", "dense.faiss"])
 def test_damaged_index_is_one_clean_error_and_open_or_build_rebuilds_it(tmp_path, embedder, damage):
     cfg = IndexConfig(corpus="tiny", out=str(tmp_path / "idx"), **SMALL)
@@ -178,3 +183,28 @@ def test_damaged_index_is_one_clean_error_and_open_or_build_rebuilds_it(tmp_path
     rebuilt = open_or_build(DOCS, cfg, embedder, progress=False)
     assert rebuilt.manifest["corpus_hash"] == corpus_hash(DOCS)
     assert load_index(cfg.out).manifest["n_chunks"] == rebuilt.manifest["n_chunks"]
+
+
+def test_index_folder_names_stay_what_they_were_and_options_are_checked_when_made():
+    """The hash of non-default build options names an index folder: the same options must give the same folder
+    as before the configs shared their fields (these names were computed on the code before that change), also
+    through a config that inherits IndexConfig's fields (retrieval-eval)."""
+    from rag.evaluate import RetrievalEvalConfig
+
+    before = {"": "index-atlantis", "dense=hnsw": "index-atlantis-1a80932d", "chunker=token": "index-atlantis-4247d780",
+              "chunker=markdown,chunk_size=300,overlap=0": "index-atlantis-8802cc9f",
+              "sparse=rank-bm25,hnsw_m=16": "index-atlantis-bf7061a1", "ef_search=5,device=cpu": "index-atlantis",
+              "embedder=/x/y": "index-atlantis-0f9f38e0", "chunker=token,generator=g": "index-atlantis-c421d1a4"}
+    for spec, name in before.items():
+        kw = {k: int(v) if v.isdigit() else v for k, v in (p.split("=") for p in spec.split(",") if p)}
+        assert default_index_dir("atlantis", IndexConfig(**kw)).name == name, spec
+        assert default_index_dir("atlantis", RetrievalEvalConfig(out="x", **kw).index_config()).name == name, spec
+    assert [f for f in vars(IndexConfig())] == ["corpus", "out", "chunker", "chunk_size", "overlap", "dense", "hnsw_m",
+                                                "ef_search", "sparse", "embedder", "generator", "device"]
+    for bad, message in ((dict(chunk_size=0), "--chunk-size 0: must be at least 1"),
+                         (dict(overlap=500), "--overlap 500: need overlap < chunk_size"),
+                         (dict(hnsw_m=1), "--hnsw-m 1: must be at least 2"),
+                         (dict(device="tpu"), "--device 'tpu': must be one of auto, cpu, cuda"),
+                         (dict(dense="ivf"), "unknown dense 'ivf'")):
+        with pytest.raises(InputError, match=message):
+            IndexConfig(**bad)

@@ -36,6 +36,7 @@ def test_clean_rewrite():
     assert clean_rewrite("  \n", QUESTION) == QUESTION
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_threshold_weights_and_rrf_k(index):
     # a cosine no chunk reaches: nothing comes back, whichever retriever
     for r in ("dense", "hybrid"):
@@ -112,6 +113,7 @@ def test_pipeline_threshold_budget_rewrite_and_record(gen, index):
     assert rw["latency_seconds"] >= rw["rewrite_seconds"] > 0 and rw["query"] == QUESTION
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_retrieval_eval_table(index, tiny_corpus):
     from rag.evaluate import RetrievalEvalConfig, run_retrieval_eval
 
@@ -126,3 +128,23 @@ def test_retrieval_eval_table(index, tiny_corpus):
     for _, r in records.iterrows():
         assert r["ndcg@10"] == pytest.approx(ndcg_at_k(r["ranked_doc_ids"], r["gold_doc_ids"], 10))
     assert table.set_index("retriever").loc["bm25", "recall@1"] == records[records["retriever"] == "bm25"]["recall@1"].mean()
+
+
+def test_ask_takes_the_search_fields_and_every_option_is_checked_when_made():
+    """AskConfig inherits Search's fields (one declaration, one help line each); a bad value stops at once."""
+    from dataclasses import fields
+
+    from corpora.errors import InputError
+    from rag.pipeline import AskConfig
+
+    names = [f.name for f in fields(AskConfig)]
+    assert names[:len(fields(Search))] == [f.name for f in fields(Search)] and "question" in names
+    cfg = AskConfig(question="Who?", retriever="bm25", top_k=3, rrf_k=10, min_score=0.5, rewrite=True)
+    assert cfg.search() == Search("bm25", 3, 10, 1.0, 1.0, 0.5, False, True)
+    for bad, message in ((dict(retriever="magic"), "unknown retriever 'magic'"), (dict(top_k=-1), "--top-k -1"),
+                         (dict(rrf_k=0), "--rrf-k 0: must be above 0"), (dict(max_new_tokens=0), "--max-new-tokens 0"),
+                         (dict(device="gpu"), "--device 'gpu'"), (dict(dense_weight=float("nan")), "not a number")):
+        with pytest.raises(InputError, match=message):
+            AskConfig(**bad)
+    with pytest.raises(InputError, match="--rrf-k -1"):
+        Search(rrf_k=-1)
