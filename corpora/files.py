@@ -1,7 +1,8 @@
 """File helpers every layer uses: atomic writes, temp folders that vanish on failure, content hashes.
 
 Temp names carry the process id and a random suffix (tempfile), so two processes writing the same file never
-share a temp name; a failed write removes its temp file or folder.
+share a temp name; a failed write removes its temp file or folder. What is made follows the umask (tempfile
+alone would make files 0600 and folders 0700).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def write_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-{os.getpid()}-")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: the file gets what open() would give it
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -34,7 +36,10 @@ def atomic_path(path: str | Path):
     For writers that take a path (DataFrame.to_parquet, savefig)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-{os.getpid()}-")
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # 0600 from mkstemp; a writer that recreates the file keeps umask too
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -51,12 +56,25 @@ def temp_dir_beside(out: str | Path):
     out = Path(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-{os.getpid()}-"))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; renamed into place it keeps this mode
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if tmp.exists():  # not renamed into place: nothing half-made stays behind
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (/proc/self/status), else set back."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def file_sha(path: str | Path, digits: int = 16) -> str:

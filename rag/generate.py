@@ -58,6 +58,29 @@ def attach_adapter(model, adapter: str):
         raise InputError(f"adapter does not fit this base model: {str(e).splitlines()[0][:200]}", str(p)) from None
 
 
+def adapter_base(adapter: str | Path) -> str | None:
+    """The base model an adapter names (adapter_config.json: base_model_name_or_path), resolved the way a
+    --generator is (rag.models.resolve_generator): ragft writes the generator's name as given ('smollm2-135m',
+    a folder); older adapters hold an absolute path, which works while it exists. None when it names nothing
+    loadable here."""
+    import json
+
+    from rag.models import resolve_generator
+
+    try:
+        name = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(name, str) or not name:
+        return None
+    if name == DEFAULT_GENERATOR:
+        return name  # resolved (converted once, cached) when it is loaded
+    try:
+        return resolve_generator(name) if Path(name).expanduser().exists() else None
+    except InputError:
+        return None
+
+
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return list(enc["input_ids"] if hasattr(enc, "keys") else enc)
