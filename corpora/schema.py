@@ -1,10 +1,11 @@
-"""Corpora and QA sets: the schema, the shipped corpora, and the native loader.
+"""The corpus schema, the shipped corpora, and the native loader (docs.jsonl, qa.jsonl, updates).
 
 A native corpus folder holds these files, one JSON object per line:
   docs.jsonl        {"id", "title", "text"}           (BEIR's "_id" is accepted for "id")
   qa.jsonl          {"id", "question", "answers": [..], "doc_ids": [..],
                      "kind": "fact"|"multi_hop"|"unanswerable", "split": "train"|"test",
                      "paraphrase_of": null | train id}  (paraphrase_of is optional)
+                    optional "provenance": {...} where a question came from (`ragft corpora make-qa` writes it)
   updates.jsonl     optional, documents as in docs.jsonl: an id already in docs.jsonl replaces that document,
                     a new id adds one (the freshness experiment)
   qa_updates.jsonl  optional, questions as in qa.jsonl plus "old_answers": the gold answer before the update
@@ -16,6 +17,8 @@ Other formats (BEIR folder, SQuAD JSON, folder of .txt/.md files) are read by co
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -28,7 +31,7 @@ KINDS = ("fact", "multi_hop", "unanswerable")
 SPLITS = ("train", "test")
 DOC_FIELDS = {"id": str, "title": str, "text": str}
 QA_FIELDS = {"id": str, "question": str, "answers": list, "doc_ids": list, "kind": str, "split": str}
-QA_OPTIONAL = {"paraphrase_of": (str, type(None)), "old_answers": list}
+QA_OPTIONAL = {"paraphrase_of": (str, type(None)), "old_answers": list, "provenance": dict}
 QA_UPDATE_FIELDS = {**QA_FIELDS, "old_answers": list}
 QA_UPDATE_OPTIONAL = {"paraphrase_of": (str, type(None))}
 
@@ -97,6 +100,43 @@ def resolve_corpus(name_or_path: str) -> Path:
     )
 
 
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, which editors on Windows put at the start of a file: skipped
+
+
+def json_problem(e: Exception) -> str:
+    """What json.loads raised, as one line: its syntax errors, and the two it raises without a position
+    (an integer longer than Python's int-string limit, ValueError; nesting deeper than the stack, RecursionError)."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"malformed JSON: {e.msg} at column {e.colno}"
+    if isinstance(e, RecursionError):
+        return "malformed JSON: nested too deeply to read (more than ~1000 levels of [ or {)"
+    if "integer string conversion" in str(e):
+        return f"malformed JSON: an integer longer than {sys.get_int_max_str_digits()} digits (Python's limit)"
+    return f"malformed JSON: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+
+
+def lone_surrogate(obj, where: str = "") -> str | None:
+    """Where in a parsed JSON value a string holds a lone UTF-16 surrogate (\\ud800 without its pair: not
+    Unicode text, and the tokenizers fail on it), e.g. "field 'text'"; None when there is none."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"{where or 'a string'} (\\u{ord(obj[e.start]):04x})"
+        return None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        key = f"field {k!r}" if isinstance(obj, dict) and not where else f"{where}[{k!r}]"
+        found = lone_surrogate(k, f"the key {k!r}") if isinstance(k, str) else None
+        found = found or lone_surrogate(v, key)
+        if found:
+            return found
+    return None
+
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the only way a lone surrogate gets into JSON text
+
+
 def bad_line(raw: bytes, path: Path, n: int, problems: Problems) -> dict | None:
     """One JSONL line -> the object, or None after reporting why it is not one."""
     try:
@@ -106,24 +146,42 @@ def bad_line(raw: bytes, path: Path, n: int, problems: Problems) -> dict | None:
         return None
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        problems.add(f"malformed JSON: {e.msg} at column {e.colno}", path, n)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        problems.add(json_problem(e), path, n)
         return None
     if not isinstance(obj, dict):
         problems.add(f"expected a JSON object, got {type(obj).__name__}", path, n)
         return None
+    try:
+        where = lone_surrogate(obj) if SURROGATE_ESCAPE.search(raw) else None
+    except RecursionError as e:
+        problems.add(json_problem(e), path, n)
+        return None
+    if where:
+        problems.add(f"{where} holds a lone surrogate, half of a UTF-16 pair: not valid Unicode text", path, n)
+        return None
     return obj
+
+
+def is_file_or_absent(path: Path, problems: Problems) -> bool:
+    """True when path is a file; False when it is absent, or (reported) a folder or something else."""
+    if path.is_file():
+        return True
+    if path.exists():
+        problems.add("expected a file, found a folder" if path.is_dir() else "expected a regular file", path)
+    return False
 
 
 def scan_jsonl(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line that parses, in order; each bad line goes to problems
-    (a generator, so a strict caller stops at the first bad line of the file, whatever kind of bad)."""
+    (a generator, so a strict caller stops at the first bad line of the file, whatever kind of bad).
+    A UTF-8 byte-order mark at the start of the file is skipped."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         problems.add(f"cannot read: {e.strerror}", path)
         return
-    for n, line in enumerate(raw.split(b"\n"), start=1):
+    for n, line in enumerate(raw.removeprefix(BOM).split(b"\n"), start=1):
         if not line.strip():
             continue
         obj = bad_line(line, path, n, problems)
@@ -178,8 +236,10 @@ def load_docs(path: Path, problems: Problems | None = None, require: bool = True
     return docs
 
 
-def load_qa(path: Path, doc_ids: set[str], problems: Problems | None = None, updates: bool = False) -> list[dict]:
-    """qa.jsonl (updates: qa_updates.jsonl, where old_answers is required) -> questions."""
+def load_qa(path: Path, doc_ids: set[str], problems: Problems | None = None, updates: bool = False,
+            doc_hint: str = "") -> list[dict]:
+    """qa.jsonl (updates: qa_updates.jsonl, where old_answers is required) -> questions.
+    doc_hint: said after "doc_ids name missing documents: ..." (how this corpus names its documents)."""
     problems = Problems(strict=True) if problems is None else problems
     required, optional = (QA_UPDATE_FIELDS, QA_UPDATE_OPTIONAL) if updates else (QA_FIELDS, QA_OPTIONAL)
     qa, seen = [], set()
@@ -205,7 +265,7 @@ def load_qa(path: Path, doc_ids: set[str], problems: Problems | None = None, upd
             problems.add("answers must be empty exactly when kind is 'unanswerable'", path, n)
         missing = [d for d in obj["doc_ids"] if d not in doc_ids]
         if missing:
-            problems.add(f"doc_ids name missing documents: {', '.join(map(str, missing))}", path, n)
+            problems.add(f"doc_ids name missing documents: {', '.join(map(str, missing))}{doc_hint}", path, n)
         if len(problems) == before:
             problems.locate(path, obj["id"], n)
             qa.append(obj)
@@ -218,20 +278,10 @@ def load_native(folder: Path, problems: Problems | None = None) -> Corpus:
     docs = load_docs(folder / "docs.jsonl", problems)
     ids = {d["id"] for d in docs}
     qa_path = folder / "qa.jsonl"
-    qa = load_qa(qa_path, ids, problems) if qa_path.is_file() else []
+    qa = load_qa(qa_path, ids, problems) if is_file_or_absent(qa_path, problems) else []
     upd_path, qa_upd_path = folder / "updates.jsonl", folder / "qa_updates.jsonl"
-    updates = load_docs(upd_path, problems, require=False) if upd_path.is_file() else []
+    updates = load_docs(upd_path, problems, require=False) if is_file_or_absent(upd_path, problems) else []
     qa_updates = []
-    if qa_upd_path.is_file():
+    if is_file_or_absent(qa_upd_path, problems):
         qa_updates = load_qa(qa_upd_path, ids | {u["id"] for u in updates}, problems, updates=True)
     return Corpus(name=folder.name, path=folder, docs=docs, qa=qa, updates=updates, qa_updates=qa_updates)
-
-
-def load_corpus(name_or_path: str, problems: Problems | None = None) -> Corpus:
-    """Load a corpus by shipped name or path, in any supported format (corpora/load.py says which).
-
-    Raises InputError (file:line) on the first bad row; pass Problems(strict=False) to collect them all.
-    """
-    from corpora.load import load_path
-
-    return load_path(resolve_corpus(name_or_path), problems)
