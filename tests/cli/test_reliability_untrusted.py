@@ -78,6 +78,7 @@ def test_pickled_adapter_is_refused(tmp_path, tiny_model_dir):
         attach_adapter(object(), str(adapter))
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_index_manifest_paths_do_not_redirect_what_is_read(tmp_path):
     """An index loads chunks.jsonl, tokens.jsonl, bm25/ and dense.faiss from its own folder; paths written into
     its manifest (out, corpus) are informational and never opened."""

@@ -66,6 +66,7 @@ def test_prompt_contains_the_retrieved_chunks_with_doc_ids():
     assert closed.endswith("\n\nQuestion: Who founded Port Ilmaren?") and user.endswith(closed.split("\n\n")[-1])
 
 
+@pytest.mark.model  # MiniLM embedder
 def test_index_round_trip_and_retrievers_find_the_right_document(tmp_path):
     idx = build_index(TINY_DOCS, IndexConfig(corpus="tiny"), progress=False)
     idx.save(tmp_path / "idx")
