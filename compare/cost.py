@@ -39,6 +39,8 @@ def load_prices(path: str = "") -> dict:
         for k, v in extra.items():
             if k in PRICE_FIELDS and not isinstance(v, PRICE_FIELDS[k]):
                 raise InputError(f"price field {k!r} has the wrong type {type(v).__name__}", str(p))
+            if k.endswith("_usd") and isinstance(v, (int, float)) and not (math.isfinite(v) and v >= 0):
+                raise InputError(f"price field {k!r} must be a finite number >= 0, got {v!r}", str(p))
         prices.update(extra)
     return prices
 
