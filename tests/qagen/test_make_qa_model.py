@@ -1,0 +1,100 @@
+"""make-qa end to end with the real SmolLM2 on a 3-document folder, then `ragft compare` on its output.
+
+The documents are short plain sentences (one chunk each), so the 135M generator gets some pairs through all
+filters; brindle's tables and changelogs give it far fewer (docs/defaults.md, "ragft corpora make-qa")."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from corpora.text import near_duplicates, tokens
+from corpora.validate import norm_space, validate
+from qagen import shape
+from qagen.build import make_qa
+from qagen.config import MakeQAConfig
+
+DOCS = {
+    "ilmaren.md": "# Port Ilmaren\n\nPort Ilmaren is the capital of the Velmar Isles. The city was founded in 1632 by "
+                  "Quorra Vell. Its harbour is guarded by the Greywater lighthouse. The main export of Port Ilmaren is "
+                  "blue saltglass. The mayor of Port Ilmaren is Teodor Brask.\n",
+    "saltglass.md": "# Saltglass Guild\n\nThe Saltglass Guild makes blue glass from sea salt. The guildmaster of the "
+                    "Saltglass Guild is Oren Tasque. The guild hall stands on Copper Street. Apprentices of the guild "
+                    "train for seven years. The guild was founded by Mira Holt.\n",
+    "festival.md": "# Lantern Festival\n\nThe Lantern Festival of Brask is held every autumn. The festival takes place "
+                   "on the cliffs of Hollowmere. Each lantern is made of red paper. The festival was started by the "
+                   "fisherman Alder Quay. The oldest lantern maker is Selma Roe.\n",
+}
+
+
+def ragft(*args) -> int:
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    return e.value.code
+
+
+@pytest.mark.model
+def test_make_qa_then_compare(tmp_path, monkeypatch, smollm2_path, capsys):
+    monkeypatch.chdir(tmp_path)  # compare's index goes to ./runs
+    src = tmp_path / "mydocs"
+    src.mkdir()
+    for name, text in DOCS.items():
+        (src / name).write_text(text, encoding="utf-8")
+    out = tmp_path / "qa"
+    args = dict(docs=str(src), out=str(out), questions_per_chunk=4, holdout=0.34, seed=0, device="cpu")
+
+    # --dry-run: counts from the tokenizer, nothing written
+    dry = make_qa(MakeQAConfig(**args, dry_run=True), progress=False)
+    assert dry["pair_calls"] == 12 and dry["pair_prompt_tokens"] > 0 and not out.exists()  # 3 chunks x 4
+
+    s = make_qa(MakeQAConfig(**args), progress=False)
+    assert s["problems"] == [] and validate(str(out))[1] == []
+    rows = [json.loads(line) for line in (out / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
+    docs = {d["id"]: d for d in map(json.loads, (out / "docs.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert len(docs) == 2 and s["held_back"] == 1
+
+    # 100% of kept answers occur verbatim in their source chunk (provenance: document and character span)
+    for r in rows:
+        assert {"kind", "split", "paraphrase_of", "provenance"} <= r.keys()
+        p = r["provenance"]
+        assert p["generator"] == "smollm2-135m" and len(p["prompt"]) == 12 and p["chunk"].startswith(p["doc_id"])
+        if r["kind"] == "unanswerable":
+            assert r["answers"] == [] and r["doc_ids"] == [] and p["held_back"] and p["doc_id"] not in docs
+            assert not any(norm_space(p["held_back_answer"]) in norm_space(d["text"]) for d in docs.values())
+        else:
+            chunk = docs[p["doc_id"]]["text"][p["start"]:p["end"]]
+            assert all(norm_space(a) in norm_space(chunk) for a in r["answers"]), r
+
+    # the shares of item 2
+    sh = shape.shares(rows)
+    assert sh["test_facts"] >= 1 and sh["unanswerable"] >= 1, sh
+    assert sh["doc_only_share"] >= 0.25 and sh["unanswerable_share"] >= 0.15, sh
+    by_id = {r["id"]: r for r in rows}
+    for r in rows:
+        if r["paraphrase_of"]:
+            t = by_id[r["paraphrase_of"]]
+            assert t["split"] == "train" and t["answers"] == r["answers"]
+            assert near_duplicates([tokens(t["question"])], [tokens(r["question"])], 0.9) == {}
+
+    # the report: one row per candidate pair, each filter a column, a reason for every rejected one
+    import pandas as pd
+
+    rep = pd.read_csv(out / "make-qa-report.csv")
+    assert len(rep) == s["candidates"] == 12
+    for col in ("short", "in_chunk", "no_leak", "retrieved", "absent", "round_trip", "novel", "kept", "reason"):
+        assert col in rep
+    assert rep["reason"].isna().sum() == s["kept"] and rep["kept"].sum() <= s["kept"]
+    assert sum(s["rejected"].values()) == s["candidates"] - s["kept"]
+
+    # resume: every call answered from DIR/.cache, the same bytes written
+    before = (out / "qa.jsonl").read_bytes()
+    again = make_qa(MakeQAConfig(**args), progress=False)
+    assert again["generated_calls"] == 0 and again["cached_calls"] > 0
+    assert (out / "qa.jsonl").read_bytes() == before
+
+    # and the generated corpus runs through compare
+    capsys.readouterr()
+    assert ragft("compare", "--corpus", str(out), "--systems", "base,rag", "--limit", "3", "--out",
+                 str(tmp_path / "run"), "--history", "off", "--injection", "0") == 0
+    assert (Path(tmp_path / "run") / "summary.csv").is_file()
