@@ -17,7 +17,7 @@ import pytest
 from corpora.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("corpora", "rag", "finetune", "compare", "history", "benchmarks", "cli")
+PACKAGES = ("corpora", "rag", "finetune", "qagen", "compare", "history", "benchmarks", "cli")
 FORBIDDEN = {
     "trust_remote_code": re.compile(r"trust_remote_code\s*=\s*True"),
     "pickle": re.compile(r"^\s*(import pickle|from pickle|import cPickle|import dill)|pickle\.loads?\(", re.M),
