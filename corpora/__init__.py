@@ -25,6 +25,7 @@ from corpora.schema import (  # noqa: F401  (the names the rest of the project i
     load_native,
     load_qa,
     lone_surrogate,
+    nonblank_lines,
     read_jsonl,
     resolve_corpus,
     scan_jsonl,

@@ -47,8 +47,8 @@ import re
 import sys
 from pathlib import Path
 
-from corpora.schema import (BOM, Corpus, Problems, is_file_or_absent, json_problem, load_docs, load_native,
-                            load_qa, lone_surrogate, resolve_corpus, scan_jsonl)
+from corpora.schema import (Corpus, Problems, is_file_or_absent, json_problem, load_docs, load_native,
+                            load_qa, lone_surrogate, nonblank_lines, resolve_corpus, scan_jsonl)
 
 TEXT_SUFFIXES = (".txt", ".md")
 TRAIN_SHARE = 0.5  # share of the questions seeded_split puts into train (floor)
@@ -138,14 +138,7 @@ def load_beir(folder: Path, problems: Problems | None = None) -> Corpus:
     for path in qrels:
         if not is_file_or_absent(path, problems):
             continue
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            problems.add(f"cannot read: {e.strerror}", path)
-            continue
-        for n, line in enumerate(raw.removeprefix(BOM).split(b"\n"), start=1):
-            if not line.strip():
-                continue
+        for n, line in nonblank_lines(path, problems):
             try:
                 cols = line.decode("utf-8").rstrip("\r").split("\t")
             except UnicodeDecodeError as e:

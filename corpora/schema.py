@@ -172,18 +172,24 @@ def is_file_or_absent(path: Path, problems: Problems) -> bool:
     return False
 
 
-def scan_jsonl(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line that parses, in order; each bad line goes to problems
-    (a generator, so a strict caller stops at the first bad line of the file, whatever kind of bad).
-    A UTF-8 byte-order mark at the start of the file is skipped."""
+def nonblank_lines(path: Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) for each non-blank line of a file, a UTF-8 byte-order mark at its start skipped;
+    an unreadable file goes to problems and yields nothing."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         problems.add(f"cannot read: {e.strerror}", path)
         return
     for n, line in enumerate(raw.removeprefix(BOM).split(b"\n"), start=1):
-        if not line.strip():
-            continue
+        if line.strip():
+            yield n, line
+
+
+def scan_jsonl(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line that parses, in order; each bad line goes to problems
+    (a generator, so a strict caller stops at the first bad line of the file, whatever kind of bad).
+    A UTF-8 byte-order mark at the start of the file is skipped."""
+    for n, line in nonblank_lines(path, problems):
         obj = bad_line(line, path, n, problems)
         if obj is not None:
             yield n, obj
