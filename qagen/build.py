@@ -5,9 +5,10 @@ Steps (each its own function; the filters and the shape are pure functions in qa
      --holdout share (unanswerable questions come from them; they are left out of DIR/docs.jsonl)
   2. chunks: the default index chunking (recursive, 500 characters, 50 overlap: what `ragft compare` indexes),
      and the real hybrid index of the output documents for the retrieval filter
-  3. per group of chunks, batched greedy generation: one Q/A pair per passage (qagen/prompts.py), the round
+  3. per group of chunks, batched greedy generation: one Q/A pair per passage, asked for an answer span
+     picked from the passage where it has one (qagen/prompts.py: pair_plan), the round
      trip for pairs that passed the cheap filters, a paraphrase of output-document pairs and its round trip
-  4. filters in order (first failure = the rejection reason): short, (a) in_chunk, (b) no_leak,
+  4. filters in order (first failure = the rejection reason): copied_example, short, (a) in_chunk, (b) no_leak,
      (d) retrieved | absent (held back), (e) round_trip, then (c) novel over all pairs in order
   5. shape (trained / document-only / train-only / unanswerable), write docs.jsonl, qa.jsonl,
      make-qa-report.csv (one row per candidate pair, every filter's outcome a column), validate DIR
@@ -155,16 +156,24 @@ class Calls:
         return self.gen
 
 
-def candidates_of(chunk: dict, passages: list[str], replies: list[str]) -> list[dict]:
-    """One candidate per pair reply (the first complete pair; an unparsed reply is a candidate without one)."""
+def candidates_of(chunk: dict, plan: list[tuple[str, str | None]], replies: list[str]) -> list[dict]:
+    """One candidate per pair reply (the first complete pair; an unparsed reply is a candidate without one).
+    plan: prompts.pair_plan's (passage, answer asked for) per reply. Asked for a span, the answer is that
+    span and the reply gives the question (its own "A:" line is kept as answer_raw: on 8 brindle documents it
+    restated the title or invented a definition 37 of 63 times, while the round trip with the span kept as
+    many as the free pairs did); otherwise the model's own answer goes through the filters."""
     out = []
-    for p, (passage, reply) in enumerate(zip(passages, replies)):
+    for p, ((passage, asked), reply) in enumerate(zip(plan, replies)):
         pairs = parse.parse_pairs(reply, limit=1)
         q, a = (pairs[0]["question"], pairs[0]["answer"]) if pairs else ("", "")
+        answer = parse.trim_answer(q, a) if pairs else ""
+        if asked:
+            q = q or parse.parse_question(reply)
+            q, answer = (q, asked) if q.endswith("?") else ("", "")
         out.append({"id": f"{chunk['key']}/{p}", "role": chunk["role"], "doc_id": chunk["doc_id"],
                     "chunk": chunk["key"], "chunk_id": chunk["chunk_id"], "start": chunk["start"],
-                    "end": chunk["end"], "passage": passage, "reply": reply, "question": q, "answer_raw": a,
-                    "answer": parse.trim_answer(q, a) if pairs else ""})
+                    "end": chunk["end"], "passage": passage, "asked_answer": asked, "reply": reply, "question": q,
+                    "answer_raw": a, "answer": answer})
     return out
 
 
@@ -173,6 +182,9 @@ def cheap_filters(c: dict, chunk_text: str, index, top_k: int, corpus_norm: list
     c["reason"] set at the first failure."""
     if not c["question"]:
         c["reason"] = "unparsed"
+        return
+    if prompts.copies_example(c["question"], chunk_text):
+        c["reason"] = "copied_example"
         return
     c["short"] = filters.short_answer(c["answer"])
     if not c["short"]:
@@ -201,12 +213,12 @@ def cheap_filters(c: dict, chunk_text: str, index, top_k: int, corpus_norm: list
 
 def process_group(calls: Calls, group: list[dict], cfg: MakeQAConfig, index, corpus_norm: list[str]) -> list[dict]:
     """Steps 3-4 for a group of chunks (filter (c) aside): the candidates with every column filled so far."""
-    passages = [prompts.focus_passages(ch["text"], cfg.questions_per_chunk) for ch in group]
-    convs = [prompts.pair_messages(ch["title"], p) for ch, ps in zip(group, passages) for p in ps]
+    plans = [prompts.pair_plan(ch, cfg.questions_per_chunk) for ch in group]
+    convs = [prompts.pair_messages(ch["title"], p, a) for ch, plan in zip(group, plans) for p, a in plan]
     replies = iter(calls.ask(convs, PAIR_TOKENS))
     cands, chunk_of = [], {ch["key"]: ch for ch in group}
-    for ch, ps in zip(group, passages):
-        cands += candidates_of(ch, ps, [next(replies) for _ in ps])
+    for ch, plan in zip(group, plans):
+        cands += candidates_of(ch, plan, [next(replies) for _ in plan])
     for c in cands:
         cheap_filters(c, chunk_of[c["chunk"]]["text"], index, cfg.top_k, corpus_norm)
     live = [c for c in cands if "reason" not in c]
@@ -265,12 +277,12 @@ def dedupe(cands: list[dict]) -> None:
 
 # ---- 5. shape and files ---------------------------------------------------------------------------------------
 
-REPORT_COLUMNS = ["id", "role", "doc_id", "chunk", "passage", "reply", "question", "answer_raw", "answer",
+REPORT_COLUMNS = ["id", "role", "doc_id", "chunk", "passage", "asked_answer", "reply", "question", "answer_raw", "answer",
                   "short", "in_chunk", "no_leak", "retrieved_rank", "retrieved", "absent", "round_trip_reply",
                   "round_trip", "novel", "duplicate_of", "paraphrase", "paraphrase_round_trip_reply",
                   "paraphrase_ok", "paraphrase_reason", "kept", "reason", "kind", "split", "qa_ids"]
 # rejection reasons in filter order (the summary counts them in this order)
-REASONS = ["unparsed", "long_answer", "answer_not_in_chunk", "question_has_answer", "not_retrieved",
+REASONS = ["unparsed", "copied_example", "long_answer", "answer_not_in_chunk", "question_has_answer", "not_retrieved",
            "answer_in_corpus", "round_trip", "near_duplicate"]
 
 
@@ -394,8 +406,8 @@ def dry_run(cfg: MakeQAConfig, docs: list[dict], held: list[dict], chunks: list[
 
     tok = load_tokenizer(cfg.generator)
     calls = Calls(cfg, out / CALLS if out else None)
-    pair_convs = [prompts.pair_messages(ch["title"], p) for ch in chunks
-                  for p in prompts.focus_passages(ch["text"], cfg.questions_per_chunk)]
+    pair_convs = [prompts.pair_messages(ch["title"], p, a) for ch in chunks
+                  for p, a in prompts.pair_plan(ch, cfg.questions_per_chunk)]
     n_corpus = sum(len(prompts.focus_passages(ch["text"], cfg.questions_per_chunk)) for ch in chunks
                    if ch["role"] == "corpus")
     rt_convs = [prompts.answer_messages(ch, prompts.EXAMPLE_QUESTION) for ch in chunks

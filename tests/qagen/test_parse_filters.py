@@ -150,6 +150,56 @@ def test_focus_passages_spread_and_tables():
     assert prompts.focus_passages("Short.", 2) == ["Short."]  # nothing of 4 words: the whole chunk
 
 
+@pytest.mark.parametrize("passage,title,want", [
+    # a table row: the cells after the first (which names the row)
+    ("Components\nComponent: Hopper\nRole: delayed-message scheduler", "", ["delayed-message scheduler"]),
+    ("[admin]\nKey: admin.http_port\nDefault: 9127\nMeaning: HTTPS admin API", "", ["9127", "HTTPS admin API"]),
+    ("queue.lazy_threshold; 2,000; queue depth above which bodies stay on disk", "", ["2,000"]),  # "a; b; c" row
+    # prose: codes, numbers with units, `code`, "quoted", then names that do not open a sentence
+    ("Losing the majority produces E5201 after 1500 ms; see `brindlectl status` and \"Tier 1\".", "",
+     ["E5201", "1500 ms", "brindlectl status", "Tier 1"]),  # "1" is inside "1500 ms", "Tier" inside "Tier 1"
+    ("The Velmar lighthouse was built in 1841 by Ada Quell.", "", ["1841", "Ada Quell"]),  # "The Velmar" opens the sentence
+    # nothing named in the title or the heading line: a question about it would name it
+    ("Brindle overview\nThe latest Brindle release is 4.3.2, published on 2025-01-21.", "Brindle overview",
+     ["4.3.2", "2025-01-21"]),
+    ("4.2.0 (2024-03-11)\n- Introduced Lantern, the web console.", "Changelog", ["Lantern"]),
+    ("No span here at all, only words.", "", []),
+])
+def test_answer_candidates(passage, title, want):
+    assert prompts.answer_candidates(passage, title) == want
+
+
+def test_pair_plan_asks_a_different_span_per_passage_and_falls_back_to_a_free_pair():
+    chunk = {"title": "T", "text": "Port 7443 serves TLS traffic here. Port 7443 also serves 9127 admin traffic. Only plain words in this sentence."}
+    plan = prompts.pair_plan(chunk, 3)
+    assert [a for _, a in plan] == ["7443", "9127", None]  # 7443 was asked already; the last has no span
+    asked = prompts.pair_messages("T", plan[0][0], "7443")
+    assert 'whose answer is "7443"' in asked[-1]["content"] and "T\n" not in asked[-1]["content"]
+    assert 'whose answer is "Ada Quell"' in asked[0]["content"]  # the example asks the same way
+    free = prompts.pair_messages("T", plan[2][0])
+    assert free[-1]["content"].endswith("T\n" + plan[2][0]) and "copied from the text" in free[-1]["content"]
+
+
+def test_candidates_of_takes_the_asked_span_and_the_question_of_the_reply():
+    from qagen.build import candidates_of
+
+    chunk = {"key": "d1#0", "role": "corpus", "doc_id": "d1", "chunk_id": 0, "start": 0, "end": 10}
+    plan = [("p1", "7443"), ("p2", "9127"), ("p3", None), ("p4", "E1")]
+    replies = ["Q: Which port serves TLS?\nA: The TLS port of the broker", "Which port is the admin API on?",
+               "Q: What does the broker do?\nA: It queues messages.", "A statement, no question"]
+    c = candidates_of(chunk, plan, replies)
+    assert [(x["question"], x["answer"]) for x in c] == [
+        ("Which port serves TLS?", "7443"), ("Which port is the admin API on?", "9127"),
+        ("What does the broker do?", "It queues messages"), ("", "")]
+    assert c[0]["answer_raw"] == "The TLS port of the broker" and c[0]["asked_answer"] == "7443"
+
+
+def test_copied_example_is_caught_unless_the_text_has_it():
+    assert prompts.copies_example("What is the key fingerprint of the Velmar lighthouse?", "The key ends in 7C1E.")
+    assert not prompts.copies_example("Who built the Velmar pier?", "The Velmar pier was built by Ann.")
+    assert not prompts.copies_example("What is the key fingerprint?", "The key ends in 7C1E.")
+
+
 def test_prompts_are_fixed_and_hashed():
     m = prompts.pair_messages("Brindle overview", "The daemon is brindled.")
     assert m[-1]["role"] == "user" and "The daemon is brindled." in m[-1]["content"]
