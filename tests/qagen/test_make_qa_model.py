@@ -11,7 +11,8 @@ import pytest
 from cli.main import main
 from corpora.text import near_duplicates, tokens
 from corpora.validate import norm_space, validate
-from qagen import shape
+from corpora.text import normalize_answer
+from qagen import filters, shape
 from qagen.build import make_qa
 from qagen.config import MakeQAConfig
 
@@ -26,6 +27,38 @@ DOCS = {
                    "on the cliffs of Hollowmere. Each lantern is made of red paper. The festival was started by the "
                    "fisherman Alder Quay. The oldest lantern maker is Selma Roe.\n",
 }
+
+
+def assert_generated_corpus(out: Path) -> list[dict]:
+    """What issue 14 asks of a make-qa output, checked on the files: it validates; 100% of kept answers occur
+    verbatim in their source chunk (provenance: document and character span); unanswerable questions come
+    from held-back documents whose answer is in no output document; the shares of item 2 hold; each test
+    paraphrase has its train question's answer and is below the leakage threshold. -> the qa rows."""
+    assert validate(str(out))[1] == []
+    rows = [json.loads(line) for line in (out / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
+    docs = {d["id"]: d for d in map(json.loads, (out / "docs.jsonl").read_text(encoding="utf-8").splitlines())}
+    for r in rows:
+        assert {"kind", "split", "paraphrase_of", "provenance"} <= r.keys()
+        p = r["provenance"]
+        assert p["generator"] == "smollm2-135m" and len(p["prompt"]) == 12 and p["chunk"].startswith(p["doc_id"])
+        if r["kind"] == "unanswerable":
+            assert r["answers"] == [] and r["doc_ids"] == [] and p["held_back"] and p["doc_id"] not in docs
+            # absent as the scorer reads text (normalised, whole words): "1930" is not in "(1930–2011)", which
+            # normalises to one token, as contains-gold scoring would read it too
+            assert filters.absent(p["held_back_answer"], [normalize_answer(d["text"]) for d in docs.values()]), r
+        else:
+            chunk = docs[p["doc_id"]]["text"][p["start"]:p["end"]]
+            assert all(norm_space(a) in norm_space(chunk) for a in r["answers"]), r
+    sh = shape.shares(rows)
+    assert sh["test_facts"] >= 1 and sh["unanswerable"] >= 1, sh
+    assert sh["doc_only_share"] >= 0.25 and sh["unanswerable_share"] >= 0.15, sh
+    by_id = {r["id"]: r for r in rows}
+    for r in rows:
+        if r["paraphrase_of"]:
+            t = by_id[r["paraphrase_of"]]
+            assert t["split"] == "train" and t["answers"] == r["answers"]
+            assert near_duplicates([tokens(t["question"])], [tokens(r["question"])], 0.9) == {}
+    return rows
 
 
 def ragft(*args) -> int:
@@ -50,32 +83,8 @@ def test_make_qa_then_compare(tmp_path, monkeypatch, smollm2_path, capsys):
 
     s = make_qa(MakeQAConfig(**args), progress=False)
     assert s["problems"] == [] and validate(str(out))[1] == []
-    rows = [json.loads(line) for line in (out / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
-    docs = {d["id"]: d for d in map(json.loads, (out / "docs.jsonl").read_text(encoding="utf-8").splitlines())}
-    assert len(docs) == 2 and s["held_back"] == 1
-
-    # 100% of kept answers occur verbatim in their source chunk (provenance: document and character span)
-    for r in rows:
-        assert {"kind", "split", "paraphrase_of", "provenance"} <= r.keys()
-        p = r["provenance"]
-        assert p["generator"] == "smollm2-135m" and len(p["prompt"]) == 12 and p["chunk"].startswith(p["doc_id"])
-        if r["kind"] == "unanswerable":
-            assert r["answers"] == [] and r["doc_ids"] == [] and p["held_back"] and p["doc_id"] not in docs
-            assert not any(norm_space(p["held_back_answer"]) in norm_space(d["text"]) for d in docs.values())
-        else:
-            chunk = docs[p["doc_id"]]["text"][p["start"]:p["end"]]
-            assert all(norm_space(a) in norm_space(chunk) for a in r["answers"]), r
-
-    # the shares of item 2
-    sh = shape.shares(rows)
-    assert sh["test_facts"] >= 1 and sh["unanswerable"] >= 1, sh
-    assert sh["doc_only_share"] >= 0.25 and sh["unanswerable_share"] >= 0.15, sh
-    by_id = {r["id"]: r for r in rows}
-    for r in rows:
-        if r["paraphrase_of"]:
-            t = by_id[r["paraphrase_of"]]
-            assert t["split"] == "train" and t["answers"] == r["answers"]
-            assert near_duplicates([tokens(t["question"])], [tokens(r["question"])], 0.9) == {}
+    rows = assert_generated_corpus(out)
+    assert s["held_back"] == 1 and len({r["provenance"]["doc_id"] for r in rows if r["kind"] != "unanswerable"}) <= 2
 
     # the report: one row per candidate pair, each filter a column, a reason for every rejected one
     import pandas as pd
@@ -98,3 +107,16 @@ def test_make_qa_then_compare(tmp_path, monkeypatch, smollm2_path, capsys):
     assert ragft("compare", "--corpus", str(out), "--systems", "base,rag", "--limit", "3", "--out",
                  str(tmp_path / "run"), "--history", "off", "--injection", "0") == 0
     assert (Path(tmp_path / "run") / "summary.csv").is_file()
+
+
+@pytest.mark.model
+def test_make_qa_on_shipped_brindle_documents(tmp_path, smollm2_path):
+    """The shipped brindle documents alone (its docs.jsonl, not its QA), the first 8 (2 held back): the
+    output validates, every kept answer is in its chunk, the shares hold. The whole of brindle is the same
+    code on 46 documents (README, "Your own documents"; tests/qagen/check_output.py checks such a folder)."""
+    out = tmp_path / "qa-brindle"
+    s = make_qa(MakeQAConfig(docs="brindle", out=str(out), limit_docs=8, seed=0, device="cpu"), progress=False)
+    assert s["documents"] == 6 and s["held_back"] == 2 and s["kept"] >= 3, s
+    rows = assert_generated_corpus(out)
+    assert not any(r["question"] in {q["question"] for q in map(json.loads, open(Path(__file__).parents[2] /
+                   "corpora/brindle/qa.jsonl", encoding="utf-8"))} for r in rows)  # written here, not copied
