@@ -30,7 +30,11 @@ def ask(**kw):
             # allow_updated: an index changed by `ragft index add/update` is this corpus's index, as updated
             index = open_or_build(load_corpus(cfg.corpus).docs, IndexConfig(corpus=cfg.corpus, device=cfg.device),
                                   allow_updated=True)
-    gen = load_generator(cfg.generator, cfg.adapter or None, cfg.device)
+    from rag.engine import open_engine, with_adapter
+
+    gen = open_engine(cfg, [cfg.adapter] if cfg.adapter else [])  # --engine vllm|openai; None: transformers
+    gen = with_adapter(gen, cfg.adapter or None) if gen else load_generator(cfg.generator, cfg.adapter or None,
+                                                                             cfg.device)
     try:
         rec = answer_questions(gen, index, [cfg.question], cfg.retriever, cfg.top_k, cfg.max_new_tokens,
                                settings=cfg.search(), context_tokens=cfg.context_tokens)[0]

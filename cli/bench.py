@@ -1,4 +1,5 @@
-"""`ragft bench retrieval | training | all | scale` (benchmarks/); each run recorded in the run history."""
+"""`ragft bench retrieval | training | generation | all | scale` (benchmarks/); each run recorded in the run history.
+`ragft bench ft-methods` prints the compare command of issue 16 item 9 and tabulates its run (not recorded)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import click
 
 from cli.options import config_options, pop_config
 from cli.output import echo_recorded, emit_json, json_option, stdout_for, text_echo
+from benchmarks.ft_methods import FtMethodsConfig
+from benchmarks.generation import GenerationBenchConfig
 from benchmarks.retrieval import BenchConfig
 from benchmarks.scale import ScaleConfig
 from benchmarks.suite import BenchAllConfig
@@ -62,6 +65,28 @@ def bench_training(as_json: bool, **kw):
         emit_json({"figures": figures, "runs": res["runs"], "run_id": run_id})
 
 
+@bench.command("generation")
+@config_options(GenerationBenchConfig)
+@config_options(HistoryConfig)
+@json_option
+def bench_generation(as_json: bool, **kw):
+    """New tokens/s of transformers, vllm and an OpenAI-compatible server on the same prompts, and answer agreement."""
+    from benchmarks.generation import run_generation_bench
+    from history.store import now_utc, record_bench
+
+    hist, started = pop_config(HistoryConfig, kw), now_utc()
+    cfg, echo = GenerationBenchConfig(**kw), text_echo(as_json)
+    with stdout_for(as_json):
+        res = run_generation_bench(cfg, echo=echo)
+        figures = {k: v for k, v in res.items() if k.startswith("ratio_")}
+        figures.update({f"{n}.{k}": v for n, r in res["engines"].items() for k, v in r.items()})
+        run_id = record_bench(hist.history, "bench-generation", dataclasses.asdict(cfg), figures, started,
+                              {"generator": cfg.generator})
+        echo_recorded(run_id, hist.history, echo)
+    if as_json:
+        emit_json({"figures": res, "run_id": run_id})
+
+
 @bench.command("all")
 @config_options(BenchAllConfig)
 @config_options(HistoryConfig)
@@ -101,3 +126,18 @@ def bench_scale(as_json: bool, **kw):
             echo_recorded(run_id, hist.history, echo)
     if as_json:
         emit_json({"figures": res, "run_id": run_id})
+
+
+@bench.command("ft-methods")
+@config_options(FtMethodsConfig)
+def bench_ft_methods(**kw):
+    """Fine-tuning methods table (issue 16 item 9): no --run prints the one compare command; --run DIR tabulates it."""
+    from benchmarks.ft_methods import command_text, write_table
+
+    cfg = FtMethodsConfig(**kw)
+    if not cfg.run:
+        click.echo(command_text(cfg))
+        return
+    text, path = write_table(cfg)
+    click.echo(text.rstrip())
+    click.echo(f"\ntable: {path} (and {path.with_suffix('.csv')})")

@@ -17,6 +17,9 @@ def finetune(**kw):
 
     rec = train(FinetuneConfig(**kw))
     evl = f", eval loss {rec['final_eval_loss']:.3f}" if rec["final_eval_loss"] is not None else ""
+    if rec.get("facts_total") is not None:  # --until-loss / --method memory
+        evl += (f", {rec['facts_below_threshold']}/{rec['facts_total']} train facts below {rec['until_loss']} "
+                f"nats/token" + ("" if rec["reached_threshold"] else " (step budget spent first)"))
     click.echo(f"{rec['adapter']}: {rec['method']} on {'+'.join(rec['data'])}, {rec['steps']} steps, "
                f"{rec['train_seconds']:.0f} s, {rec['tokens_per_second']:.0f} tokens/s, "
                f"final loss {rec['final_loss']:.3f}{evl}")

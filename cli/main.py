@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from corpora.errors import InputError
+from rag.engine_errors import AdapterNotApplied  # light: no torch at import
 
 # verb -> (module:command, the line `ragft --help` shows; it is the first line of the command's own help)
 VERBS = {
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     except InputError as e:
         click.echo(f"ragft: error: {e}", err=True)
         sys.exit(2)
+    except AdapterNotApplied as e:  # --engine vllm|openai answered an adapter arm with the base model
+        click.echo(f"ragft: error: {e}", err=True)
+        sys.exit(1)
     except OSError as e:  # run-time I/O (a full disk, a folder made read-only mid-run): the path and the errno
         from corpora.outputs import os_error_line
 

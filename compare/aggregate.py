@@ -1,7 +1,9 @@
 """Per-question records -> tables: per system, per system and question kind, and paired tests.
 
-Rates carry 95% percentile-bootstrap intervals (corpora/significance.py), seeded so the same records give the same
-table. accuracy, exact and f1 are over answerable questions; hallucination, abstention and crag over all.
+Proportions (accuracy, hallucination: one 0/1 per question) carry 95% Wilson score intervals, means that are not
+proportions (crag) 95% percentile-bootstrap intervals, seeded so the same records give the same table
+(corpora/significance.py). accuracy, exact and f1 are over answerable questions; hallucination, abstention and crag
+over all.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import pandas as pd
 
 from compare.cost import cost_table
 from compare.metrics import FAILURES
-from corpora.significance import bootstrap_ci, mcnemar
+from corpora.significance import bootstrap_ci, mcnemar, proportion_ci
 
 CI_METRICS = ("accuracy", "hallucination", "crag")  # columns that get _lo/_hi
+PROPORTIONS = ("accuracy", "hallucination")  # of CI_METRICS, the 0/1-per-question ones: Wilson, not bootstrap
 
 
 def _mean(s: pd.Series) -> float:
@@ -25,13 +28,17 @@ def _mean(s: pd.Series) -> float:
 
 
 def _with_ci(row: dict, name: str, values: pd.Series, seed: int, n_boot: int) -> None:
+    """row[name], row[name_lo], row[name_hi]: the mean and its 95% CI, Wilson when every value is 0 or 1."""
     v = values.dropna().astype(float)
     row[name] = float(v.mean()) if len(v) else math.nan
-    row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(v.to_numpy(), n_boot, seed)
+    if name in PROPORTIONS and v.isin((0.0, 1.0)).all():
+        row[f"{name}_lo"], row[f"{name}_hi"] = proportion_ci(v.to_numpy())
+    else:
+        row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(v.to_numpy(), n_boot, seed)
 
 
 def score_row(g: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> dict:
-    """Rates with bootstrap CIs for one group of records."""
+    """Rates with 95% CIs (Wilson for accuracy and hallucination, bootstrap for crag) for one group of records."""
     answerable = g[g["kind"] != "unanswerable"]
     unanswerable = g[g["kind"] == "unanswerable"]
     row: dict = {"questions": len(g)}
@@ -79,6 +86,10 @@ def summary_table(records: pd.DataFrame, meta: dict | None = None, injection_rec
         summary = summary.merge(costs[["system", "family", "usd_per_1k", "one_off_usd"]], on="system", how="left")
     else:
         summary = summary.assign(family=math.nan, usd_per_1k=math.nan, one_off_usd=math.nan)
+    from compare.fit import fit_columns
+    from compare.forgetting import general_columns
+
+    summary = general_columns(fit_columns(summary, meta), meta)  # fit, fit_n, general_* (NaN without meta)
     if injection_records is not None and len(injection_records):
         from compare.injection import summarize_injection
 

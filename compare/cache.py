@@ -62,8 +62,17 @@ def fingerprint(cfg, s: System, adapter: dict | None, index_meta: dict | None, d
     if s.uses_retrieval and cfg.index_options():  # only when set: a default run's fingerprint is as it was
         fp["index_options"] = cfg.index_options()
     if adapter:
-        fp["adapter_sha"] = file_sha(Path(adapter["adapter"]) / "adapter_model.safetensors")
+        fp["adapter_sha"] = file_sha(weights_file(adapter["adapter"]))
+    if getattr(cfg, "engine", "transformers") != "transformers":  # only then: transformers fingerprints stay as they were
+        fp["engine"] = cfg.engine_options()
     return fp
+
+
+def weights_file(folder: str | Path) -> Path:
+    """The weights an ft arm's answers depend on: adapter_model.safetensors (a peft adapter), or model.safetensors
+    of a standalone model folder (finetune methods full and hft)."""
+    p = Path(folder)
+    return p / "adapter_model.safetensors" if (p / "adapter_config.json").is_file() else p / "model.safetensors"
 
 
 def prompt_hash() -> str:
@@ -167,7 +176,8 @@ def answer_cached(gen, index, s: System, questions: list[dict], cfg, path: Path,
         log(progress, f"{s.name}: {len(questions)} answers cached in {path}")
         return [done[q["id"]] for q in questions]
     log(progress, f"{s.name}: answering {len(todo)} questions" + (f" ({len(done)} cached)" if done else ""))
-    size = cfg.batch_size * SAVE_BATCHES
+    # openai engine: units of --concurrency requests, so a server that dies loses at most that many answers
+    size = cfg.concurrency if getattr(cfg, "engine", "transformers") == "openai" else cfg.batch_size * SAVE_BATCHES
     units = [questions[k:k + size] for k in range(0, len(questions), size)]
     units = [u for u in units if any(q["id"] not in done for q in u)]
     bar = None

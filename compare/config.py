@@ -14,6 +14,7 @@ from compare.systems import DEFAULT_SYSTEMS
 from corpora import DEFAULT_CORPUS
 from corpora.config import check, opt
 from corpora.errors import InputError
+from rag.engine import EngineOptions, check_engine
 from rag.index import IndexConfig
 from rag.models import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
 
@@ -23,11 +24,11 @@ RUN_FIELDS = ("corpus", "out", "embedder", "generator", "device")
 
 
 @dataclass
-class CompareConfig(IndexConfig):
+class CompareConfig(EngineOptions, IndexConfig):  # EngineOptions: --engine and its settings (rag/engine.py)
     corpus: str = DEFAULT_CORPUS
     """Shipped corpus name or a folder with docs.jsonl and qa.jsonl (default atlantis)."""
     systems: str = DEFAULT_SYSTEMS
-    """Systems, comma-separated: base, rag (= rag-hybrid), rag-bm25, rag-dense, ft, ft+rag, raft+rag; ft arms take :recipe or :adapter-dir (default base,rag,ft,ft+rag)."""
+    """Systems, comma-separated: base, rag (= rag-hybrid), rag-bm25, rag-dense, ft, ft+rag, raft+rag, ft-multi[+rag]:merge|ties|route; ft arms take :recipe, :method (lora, dora, full, hft, memory) or :adapter-dir (default base,rag,ft,ft+rag)."""
     split: str = opt("test", choices=("train", "test"))
     """QA split to answer: train | test (default test)."""
     limit: int = opt(0, min=0)
@@ -46,6 +47,8 @@ class CompareConfig(IndexConfig):
     """Training epochs when an adapter is trained here (default 1.0 epochs)."""
     max_steps: int = opt(0, min=0)
     """Training steps when an adapter is trained here (default 0: use --epochs)."""
+    clusters: int = opt(3, min=1)
+    """ft-multi arms: k-means clusters of the documents, one LoRA adapter each (default 3 clusters)."""
     batch_size: int = opt(32, min=1, flag="gen-batch-size", aliases=("batch-size",))
     """Questions per generation batch; latency is the wall time of a question's batch (default 32 questions)."""
     max_new_tokens: int = opt(32, min=1)
@@ -64,6 +67,8 @@ class CompareConfig(IndexConfig):
     """Decision input: share of facts that change per month, 0-1; ft arms retrain monthly (default 0.05)."""
     hallucination_tolerance: float = opt(0.2, min=0.0, max=1.0)
     """Decision input: highest hallucination rate over all questions you accept, 0-1 (default 0.2)."""
+    objective: str = opt("crag", choices=("crag", "accuracy", "hallucination"))
+    """Decision input: what picks the system when none is within the tolerance: crag | accuracy | hallucination (default crag)."""
     freshness: bool = False
     """Also run the freshness experiment on the corpus's updates.jsonl and qa_updates.jsonl (default off)."""
     freshness_steps: int = opt(30, min=0)
@@ -72,9 +77,14 @@ class CompareConfig(IndexConfig):
     """Flag a test question this similar (difflib ratio of normalised text, 0-1) to a train question (default 0.9)."""
     injection: int = opt(8, min=0)
     """Prompt-injection probes answered by the retrieval arms (compare/injection.py) (default 8 probes; 0: off)."""
+    fit_size: int = opt(64, min=0)
+    """Fit check: answerable train questions each adapter answers closed-book, seeded, at most --limit (default 64; 0: off)."""
+    general_size: int = opt(128, min=0)
+    """Forgetting check: general-knowledge questions asked of base and each adapter, seeded, at most --limit (default 128; 0: off)."""
 
     def __post_init__(self):
         check(self)
+        check_engine(self)
         from rag.index import check_config
 
         check_config(self.index_config())  # chunk size vs overlap and the other cross-field index rules
@@ -100,4 +110,4 @@ class CompareConfig(IndexConfig):
 
 def decision_inputs(cfg: CompareConfig) -> dict:
     return {"query_volume": cfg.query_volume, "change_rate": cfg.change_rate,
-            "hallucination_tolerance": cfg.hallucination_tolerance}
+            "hallucination_tolerance": cfg.hallucination_tolerance, "objective": cfg.objective}

@@ -153,3 +153,31 @@ def format_volume(v: float) -> str:
     if v == 0:
         return "immediately"
     return f"{v:,.0f} questions"
+
+
+def money(v) -> str:
+    """Dollars as the report and the decision print them: sign before the $, cents, thousands separated
+    (-0.0241 -> "-$0.02", 30.04 -> "$30.04", 1234.5 -> "$1,234.50"); a nonzero amount under half a cent keeps
+    two significant digits (0.00123 -> "$0.0012") so it does not read as free; NaN/None -> "-"."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    v = float(v)
+    if math.isinf(v):
+        return "-$inf" if v < 0 else "$inf"
+    sign, a = ("-" if v < 0 else ""), abs(v)
+    if a == 0 or a >= 0.005:
+        text = f"{a:,.2f}"
+        return ("" if text == "0.00" else sign) + "$" + text
+    digits = 1 - math.floor(math.log10(a))  # two significant digits
+    return f"{sign}${a:.{digits}f}"
+
+
+def drop_arms(table: pd.DataFrame, dropped) -> pd.DataFrame:
+    """The rows of a cost table (system) or a break-even table (fine_tuned, versus) that name none of the
+    systems the decision dropped (compare/decide.py: decide()["dropped"])."""
+    dropped = set(dropped)
+    keep = pd.Series(True, index=table.index)
+    for col in ("system", "fine_tuned", "versus"):
+        if col in table:
+            keep &= ~table[col].isin(dropped)
+    return table[keep]

@@ -99,7 +99,7 @@ def run_in(cfg: CompareConfig, out: Path, corpus, questions: list[dict], systems
     log(progress, f"leakage: {len(leaks)} of {len(questions)} {cfg.split} questions near-identical to a train question")
 
     index, index_meta = None, None
-    if any(s.uses_retrieval for s in systems):
+    if any(s.uses_retrieval or s.routed for s in systems):  # routed arms search the index to pick an adapter
         t0 = time.perf_counter()
         icfg = cfg.index_config()
         index = open_or_build(corpus.docs, icfg, progress=progress)
@@ -112,14 +112,24 @@ def run_in(cfg: CompareConfig, out: Path, corpus, questions: list[dict], systems
     adapters = {}
     for key in dict.fromkeys(s.adapter_key for s in systems if s.uses_adapter):
         adapters[key] = resolve_adapter(cfg, key, corpus.name, out, progress)
-        if key.startswith("path:") or cfg.adapter:  # a user's adapter: fail on a misfit before any answer is written
+        given = key.startswith("path:") or (cfg.adapter and not key.startswith("multi:"))  # ft-multi trains its own
+        if cfg.engine == "transformers" and given:  # a user's adapter: fail on a misfit before any answer is written
             ensure_generator(None, cfg, adapters[key]["adapter"])
 
     answers: dict[str, list[dict]] = {}
-    gen = None
+    from rag.engine import open_engine
+
+    # --engine vllm|openai: one engine for every arm (adapters as LoRA requests / served names); transformers: None
+    gen = open_engine(cfg, [v["adapter"] for v in adapters.values() if isinstance(v.get("adapter"), str)])
     dsha = docs_sha(corpus.docs)
     # Closed-book/RAG systems first on the bare model, then one adapter at a time (attached in place).
     for s in sorted(systems, key=lambda s: list(adapters).index(s.adapter_key) + 1 if s.uses_adapter else 0):
+        if s.routed:  # compare/route.py: each question answered by the adapter of its top chunk's cluster
+            from compare.route import answer_routed
+
+            answers[s.name], gen = answer_routed(gen, index, s, questions, cfg, out, adapters[s.adapter_key],
+                                                 index_meta, dsha, progress)
+            continue
         want = adapters[s.adapter_key]["adapter"] if s.uses_adapter else None
         gen = ensure_generator(gen, cfg, want)
         fp = fingerprint(cfg, s, adapters.get(s.adapter_key), index_meta, dsha)
@@ -134,6 +144,12 @@ def run_in(cfg: CompareConfig, out: Path, corpus, questions: list[dict], systems
                                                    "peak_memory_bytes", "final_loss", "tokens_per_second")}
                          for k, v in adapters.items()}}
     df = build_records(systems, questions, answers, adapters, index_meta, leaks)
+    from compare.fit import run_fit
+    from compare.forgetting import run_general
+
+    # fit (compare/fit.py) and forgetting (compare/forgetting.py) checks: closed-book, per adapter and base
+    meta["fit"], gen = run_fit(cfg, corpus, systems, adapters, out, gen, progress)
+    meta["general"], gen = run_general(cfg, corpus, systems, adapters, out, gen, progress)
 
     fresh = None
     if cfg.freshness:

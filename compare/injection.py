@@ -107,7 +107,7 @@ def run_injection(cfg, corpus, systems, index, adapters: dict, questions: list[d
 
     from rag.index import build_index
 
-    probed = [s for s in systems if s.uses_retrieval]
+    probed = [s for s in systems if s.uses_retrieval and not s.routed]  # routed arms: one adapter per question, not probed
     if cfg.injection <= 0 or not probed or index is None:
         return None, {}, gen
     docs, probes = make_probes(corpus.docs, questions, cfg.injection)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from compare.cost import drop_arms, money
 from compare.plots import PLOTS, make_plots
 from compare.records import load_records, save_records
 from corpora.errors import InputError
@@ -34,7 +35,7 @@ SUMMARY_FORMATS = {
     "accuracy": "{:.1%}", "hallucination": "{:.1%}", "abstention": "{:.1%}", "unanswerable_abstained": "{:.1%}",
     "gold_retrieved": "{:.1%}", "p50_latency_s": "{:.2f}", "p95_latency_s": "{:.2f}", "tokens_in": "{:.0f}",
     "tokens_out": "{:.1f}", "train_seconds": "{:.0f}", "index_seconds": "{:.1f}", "crag": "{:+.2f}",
-    "exact": "{:.1%}", "f1": "{:.2f}", "grounding": "{:.1%}", "usd_per_1k": "${:.4f}", "one_off_usd": "${:.4f}",
+    "exact": "{:.1%}", "f1": "{:.2f}", "grounding": "{:.1%}", "usd_per_1k": money, "one_off_usd": money,
     "injection_obeyed": "{:.1%}",
 }
 # Column name -> report header (report.md, report.html); names not here go through readable().
@@ -84,7 +85,8 @@ def render(out: str | Path) -> dict:
     cfg = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
     seed = int(cfg.get("seed", 0))
     inputs = {k: cfg.get(k, d) for k, d in
-              (("query_volume", 100000), ("change_rate", 0.05), ("hallucination_tolerance", 0.2))}
+              (("query_volume", 100000), ("change_rate", 0.05), ("hallucination_tolerance", 0.2),
+               ("objective", "crag"))}
     prices = meta["prices"]
 
     injection_records = load_records(out, "injection_records")
@@ -123,7 +125,9 @@ def render(out: str | Path) -> dict:
     write_atomic(out / "summary.txt", format_table(summary) + "\n")
     write_atomic(out / "decision.txt", decision_text + "\n")
 
-    plots = make_plots(out / "plots", summary, cov, conf_col, latency, costs, breakeven)
+    # the report's cost and break-even tables and the cost plot leave out the arms the decision dropped
+    plots = make_plots(out / "plots", summary, cov, conf_col, latency, drop_arms(costs, decision["dropped"]),
+                       drop_arms(breakeven, decision["dropped"]))
     sections = report_sections(records, meta, cfg, tables, decision, conf_col, plots)
     write_atomic(out / "report.md", to_markdown(sections))
     write_atomic(out / "report.html", to_html(sections, f"ragft compare: {meta.get('corpus', '')}", out))
@@ -132,10 +136,11 @@ def render(out: str | Path) -> dict:
 
 # ---- formatting -------------------------------------------------------------------------------------------
 
-def fmt(v, f: str) -> str:
+def fmt(v, f) -> str:
+    """v shown with a format string, or a function such as money (compare/cost.py); None/NaN -> "-"."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f.format(v)
+    return f(v) if callable(f) else f.format(v)
 
 
 def with_ci(df: pd.DataFrame, col: str, f: str = "{:.1%}") -> pd.Series:
@@ -200,18 +205,22 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
     dec += ["- " + r for r in decision["reasons"]]
     if not decision["candidates"].empty:
         dec.append(display(decision["candidates"],
-                           {"effective_accuracy": "{:.1%}", "stale_share": "{:.1%}", "usd_month": "${:,.2f}",
-                            "upkeep_usd_month": "${:.4f}"}, ci=("accuracy", "hallucination")))
+                           {"effective_accuracy": "{:.1%}", "stale_share": "{:.1%}", "usd_month": money,
+                            "upkeep_usd_month": money}, ci=("accuracy", "hallucination")))
     sections.append(("Decision", dec))
     # the failure counts, one-off seconds and $ have their own sections
     main_cols = [c for c in s.columns if c not in ("retrieval_miss", "generator_error", "parametric_hallucination",
                                                     "declined", "stale", "family", "train_seconds", "index_seconds",
-                                                    "usd_per_1k", "one_off_usd", "leaked")]
+                                                    "usd_per_1k", "one_off_usd", "leaked")
+                 and c not in CHECK_COLUMNS]  # fit and forgetting: their own section (checks_items)
     sections.append(("Results per system", [
         "accuracy, exact and f1 over answerable questions; hallucination, abstention and CRAG score (+1 correct, "
-        "0 abstained, -1 wrong) over all questions; brackets: 95% bootstrap CI (1,000 resamples, seeded).",
+        "0 abstained, -1 wrong) over all questions; brackets: 95% CI, Wilson score interval for accuracy and "
+        "hallucination, percentile bootstrap (1,000 resamples, seeded) for CRAG.",
         display(s[main_cols], ci=("accuracy", "hallucination", "crag")),
         ("img", "plots/accuracy_hallucination.png", PLOTS["accuracy_hallucination.png"])]))
+    if meta.get("fit") or meta.get("general"):  # run only with an adapter arm (compare/fit.py, forgetting.py)
+        sections.append(("Fit and forgetting", checks_items(s, meta)))
     sections.append(("Results per question kind", [display(tables["summary_by_kind"],
                                                            ci=("accuracy", "hallucination", "crag"))]))
     sections.append(("Why answers were wrong", [
@@ -233,15 +242,19 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
         "batch's call among its questions and is what is priced.",
         display(tables["latency"], {c: "{:.3f}" for c in tables["latency"].columns if c.endswith("_s")}),
         ("img", "plots/latency.png", PLOTS["latency.png"])]))
-    be = tables["break_even"].copy()
+    dropped = decision.get("dropped", {})
+    be = drop_arms(tables["break_even"], dropped).copy()
     if not be.empty:
         be["break_even_questions"] = be["break_even_questions"].map(format_volume)
     sections.append(("Cost", [
         f"Prices: ${prices['cpu_hour_usd']}/CPU-hour ({prices['hardware']}), ${prices['gpu_hour_usd']}/GPU-hour "
         f"({prices['gpu']}). {prices.get('source', '')}",
-        display(tables["costs"], {"compute_s_per_q": "{:.3f}", "index_seconds": "{:.1f}", "train_seconds": "{:.0f}"}),
-        "Break-even: the question volume after which a fine-tuned arm's one-off cost is repaid by cheaper queries.",
-        display(be, {"extra_one_off_usd": "${:.4f}", "saving_per_1k_usd": "${:.4f}"}),
+        display(drop_arms(tables["costs"], dropped),
+                {"compute_s_per_q": "{:.3f}", "index_seconds": "{:.1f}", "train_seconds": "{:.0f}"}),
+        "Break-even: the question volume after which a fine-tuned arm's one-off cost is repaid by cheaper queries."
+        + (" Left out of both tables: " + "; ".join(f"{k} ({v})" for k, v in dropped.items()) + ", dropped by the "
+           "decision (costs.csv and break_even.csv keep every arm)." if dropped else ""),
+        display(be, {"extra_one_off_usd": money, "saving_per_1k_usd": money}),
         ("img", "plots/cost_volume.png", PLOTS["cost_volume.png"])]))
     if "freshness" in tables:
         fm = meta.get("freshness", {})
@@ -266,6 +279,41 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
         f"(similarity >= {cfg.get('leak_threshold', 0.9)}); the records flag them (`leak`)."]
         + ([leak_rows] if len(leaks) else [])))
     return sections
+
+
+CHECK_COLUMNS = ("fit", "fit_n", "general_accuracy", "general_n", "general_delta", "general_p", "general_ppl_ratio")
+
+
+def checks_items(summary: pd.DataFrame, meta: dict) -> list:
+    """The fit and forgetting section (compare/fit.py, compare/forgetting.py): what each adapter learned of its
+    train questions, what it lost of general knowledge, and a line per under-trained arm or significant drop."""
+    from compare.fit import FIT_FLAG, under_trained
+    from compare.forgetting import significant_drops
+
+    fm, gm = meta.get("fit") or {}, meta.get("general") or {}
+    items = []
+    if fm:
+        items.append(f"fit: closed-book accuracy of each adapter on {fm.get('questions')} of the answerable train "
+                     f"questions it was trained on (seeded sample); below {FIT_FLAG:.0%} the adapter has not learned "
+                     "its facts, and its test accuracy measures the training budget, not fine-tuning.")
+    if gm:
+        items.append(f"general: {gm.get('questions')} common-knowledge questions ({gm.get('set')}) asked closed-book "
+                     "of base and each adapter; delta in points against base with McNemar's p on the paired answers; "
+                     f"ppl ratio: perplexity on {gm.get('text_tokens')} tokens of general text over base's (> 1: "
+                     "the text became less likely). Systems sharing weights share the numbers (rag = base, "
+                     "ft+rag = ft).")
+    cols = ["system"] + [c for c in CHECK_COLUMNS if c in summary]
+    items.append(display(summary[cols], {"fit": "{:.1%}", "fit_n": "{:.0f}", "general_accuracy": "{:.1%}",
+                                         "general_n": "{:.0f}", "general_delta": "{:+.1f}", "general_p": "{:.3g}",
+                                         "general_ppl_ratio": "{:.3f}"}))
+    for r in under_trained(summary).to_dict("records"):
+        items.append(f"- {r['system']} is under-trained: fit {r['fit']:.1%} of {r['fit_n']:.0f} train questions "
+                     f"(< {FIT_FLAG:.0%}). Train it longer (--epochs) or to a loss threshold (memory tuning) "
+                     "before reading its accuracy as what fine-tuning can do.")
+    for r in significant_drops(summary).to_dict("records"):
+        items.append(f"- {r['system']} forgot general knowledge: {r['general_accuracy']:.1%} vs base, "
+                     f"{r['general_delta']:+.1f} points (McNemar p = {r['general_p']:.3g}).")
+    return items
 
 
 def cut(text: str, n: int = EXAMPLE_CHARS) -> str:

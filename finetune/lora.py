@@ -1,7 +1,9 @@
-"""What is trained: LoRA, DoRA, QLoRA adapters (peft) or all weights; parameter counts; merging.
+"""What is trained: LoRA, DoRA, QLoRA adapters (peft), all weights, or half of them per round (HFT);
+parameter counts; merging.
 
 Adapters are saved in peft's own format (adapter_config.json + adapter_model.safetensors) so
-`PeftModel.from_pretrained` loads them; `full` saves a standalone model folder (safetensors + tokenizer).
+`PeftModel.from_pretrained` loads them; `full` and `hft` save a standalone model folder (safetensors +
+tokenizer). `memory` is a LoRA adapter trained until every train fact is memorised (finetune/memory.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from corpora.config import check
 from corpora.errors import InputError
 from rag.models import DEFAULT_GENERATOR
 
-METHODS = ("lora", "dora", "qlora", "full")
+METHODS = ("lora", "dora", "qlora", "full", "hft", "memory")
+STANDALONE = ("full", "hft")  # methods whose output is a whole model folder, not a peft adapter
 # All linear layers of a Llama block: Dettmers et al. 2023 (QLoRA) found adapting all of them matches
 # full fine-tuning better than attention-only.
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -57,13 +60,19 @@ def add_lora(model, rank: int = 16, alpha: int = 32, dropout: float = 0.05, targ
 
 def prepare(model, method: str, rank: int, alpha: int, dropout: float, targets=LLAMA_TARGETS):
     """The model to train. lora/qlora: LoRA adapters (qlora's base is already 4-bit), dora: LoRA with a
-    trained magnitude per output feature (Liu et al. 2024), full: every weight trainable."""
-    if method in ("lora", "qlora", "dora"):
+    trained magnitude per output feature (Liu et al. 2024), full: every weight trainable, hft: every weight
+    inside the blocks (finetune/hft.py freezes half of them per round), memory: LoRA (its stopping rule is in
+    finetune/train.py)."""
+    if method in ("lora", "qlora", "dora", "memory"):
         return add_lora(model, rank, alpha, dropout, targets, dora=method == "dora")
     if method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+    if method == "hft":
+        from finetune.hft import prepare_hft
+
+        return prepare_hft(model)
     raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
 
 
@@ -74,7 +83,7 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def save_trained(model, tokenizer, method: str, out: Path, base: str | None = None, card: dict | None = None) -> None:
-    """peft adapter for the adapter methods; a standalone model folder (+ tokenizer) for full.
+    """peft adapter for the adapter methods; a standalone model folder (+ tokenizer) for full and hft.
 
     base: the generator's name as the user gave it ('smollm2-135m', a folder): stored as the adapter's
     base_model_name_or_path instead of the resolved cache path, so the adapter is portable (rag/generate.py:
@@ -82,7 +91,7 @@ def save_trained(model, tokenizer, method: str, out: Path, base: str | None = No
     import json
 
     model.save_pretrained(out, safe_serialization=True)
-    if method == "full":
+    if method in STANDALONE:
         tokenizer.save_pretrained(out)
     config = out / "adapter_config.json"
     if base and config.is_file():
@@ -105,13 +114,19 @@ def model_card(c: dict) -> str:
     trainable, total = c.get("trainable_params"), c.get("total_params")
     share = f" ({trainable / total:.2%})" if trainable and total else ""
     lora = (f" (rank {get('rank')}, alpha {get('alpha')}, dropout {get('dropout')}, targets {get('targets')})"
-            if method in ("lora", "dora", "qlora") else " (all weights)")
+            if method in ("lora", "dora", "qlora", "memory") else
+            f" (the blocks' weights, a random half of each block's groups frozen in each of {get('hft_rounds')} rounds "
+            "per epoch; embeddings, lm_head and final norm frozen)" if method == "hft" else " (all weights)")
+    memory = ([] if c.get("facts_total") is None else
+              [f"- memorised: {c['facts_below_threshold']} of {c['facts_total']} train facts below {c.get('until_loss')} "
+              f"nats/token after {get('steps')} steps" + (" (stopped there)" if c.get("reached_threshold") else
+                                                          " (step budget spent first)")])
     recipes = c.get("data")
     recipes = ", ".join(recipes) if isinstance(recipes, (list, tuple)) else get("data")
     lines = [
         "---",
         f"base_model: {get('base')}",
-        "library_name: peft" if method != "full" else "library_name: transformers",
+        "library_name: peft" if method not in STANDALONE else "library_name: transformers",
         "tags: [ragft, " + method + "]",
         "---",
         "",
@@ -126,10 +141,11 @@ def model_card(c: dict) -> str:
         f"- trainable parameters: {get('trainable_params')} of {get('total_params')}{share}",
         f"- final train loss: {get('final_loss')}; eval loss: {get('final_eval_loss')}",
         f"- trained on: {get('device')}, {get('train_seconds')} s (cost.json has the whole record)",
+        *memory,
         "- fit: not measured",
         "",
         "Use: `ragft ask --adapter DIR`, `ragft compare --adapter DIR`, `ragft merge --adapter DIR`; or peft's",
-        "`PeftModel.from_pretrained(base_model, DIR)`." if method != "full" else
+        "`PeftModel.from_pretrained(base_model, DIR)`." if method not in STANDALONE else
         "Use: `ragft ask --generator DIR` (a standalone transformers model folder).",
         "",
     ]

@@ -1,10 +1,10 @@
-"""The training loop: LoRA / DoRA / QLoRA / full fine-tuning on the corpus's data recipes.
+"""The training loop: LoRA / DoRA / QLoRA / full / Half Fine-Tuning / memory tuning on the corpus's data recipes.
 
 CPU: fp32. CUDA: bf16 autocast + SDPA. Several GPUs: `accelerate launch -m cli finetune ...` runs this
 same code under DDP (accelerate's Accelerator; each process takes every world_size-th micro-batch).
 
 Writes to cfg.out (via a temp folder, renamed at the end): the peft adapter (or, for method full, a standalone
-model folder) and cost.json (wall seconds, trained tokens, tokens/s, peak memory, device, epochs, loss curve,
+model folder; also for hft) and cost.json (wall seconds, trained tokens, tokens/s, peak memory, device, epochs, loss curve,
 eval loss per epoch). Checkpoints (cfg.save_every) go to <out>-checkpoints/step-N, each written to a temp
 folder and renamed, so a killed run leaves only complete ones; --resume continues from the last.
 
@@ -14,6 +14,10 @@ training` measures it). The prompt prefix all rows of a batch share (the system 
 only where labels are set: the model is asked for logits of the last K positions only
 (left padding puts every answer at the end), so the 49k-vocabulary head and softmax run on ~10 of ~70
 positions of a QA example.
+
+--method hft (finetune/hft.py) freezes a seeded random half of each block's groups per round, --hft-rounds
+rounds an epoch. --until-loss (and --method memory, finetune/memory.py) checks every train fact's answer loss
+every --check-every steps and stops once all are below it; cost.json records how many got there.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import shlex
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -35,7 +39,10 @@ from corpora import DEFAULT_CORPUS, load_corpus
 from corpora.config import check, known, opt
 from corpora.errors import InputError
 from finetune.data import RECIPES, batches, build_examples, heldout_examples, tokenize_item
-from finetune.lora import LLAMA_TARGETS, METHODS, check_method, count_parameters, load_4bit, prepare, save_trained
+from finetune.hft import HalfSchedule, plan_text, round_of
+from finetune.lora import (LLAMA_TARGETS, METHODS, STANDALONE, check_method, count_parameters, load_4bit, prepare,
+                           save_trained)
+from finetune.memory import MEMORY_THRESHOLD, fact_check, fact_examples
 from rag.models import DEFAULT_GENERATOR, DEVICES, load_causal_lm, pick_device, resolve_generator
 
 
@@ -48,7 +55,7 @@ class FinetuneConfig:
     generator: str = DEFAULT_GENERATOR
     """Base model: 'smollm2-135m' (shipped) or a local HF model folder (default smollm2-135m)."""
     method: str = opt("lora", choices=METHODS)
-    """lora | dora | qlora (4-bit base, CUDA only) | full (all weights, a standalone model) (default lora)."""
+    """lora | dora | qlora (4-bit base, CUDA only) | full | hft (half the weights per round) | memory (LoRA to --until-loss) (default lora)."""
     data: str = opt("qa+paraphrase", flag="recipe", aliases=("data",))
     """Data recipes joined by '+' (',' also works): qa, docs, paraphrase, raft (default qa+paraphrase)."""
     paraphrases: int = opt(2, min=0)
@@ -61,6 +68,14 @@ class FinetuneConfig:
     """Train unanswerable questions to answer "I don't know." (default on)."""
     epochs: float = opt(2.0, above=0)
     """Passes over the training examples, ignored when --max-steps > 0 (default 2.0 epochs)."""
+    hft_rounds: int = opt(4, min=1)
+    """method hft: rounds per epoch, each freezing a new random half of every block's groups (default 4)."""
+    until_loss: float = opt(0.0, min=0.0)
+    """Stop once every train fact's answer loss is below this, nats/token (default 0: off; method memory: 0.05)."""
+    check_every: int = opt(0, min=0)
+    """Steps between --until-loss checks of the train facts' loss (default 0: at each epoch's end)."""
+    memory_epochs: float = opt(20.0, above=0)
+    """method memory: step budget in epochs, used instead of --epochs when --max-steps is 0 (default 20 epochs)."""
     max_steps: int = opt(0, min=0)
     """Stop after this many optimizer steps (default 0: use --epochs)."""
     batch_size: int = opt(8, min=1, flag="train-batch-size", aliases=("batch-size",))
@@ -214,8 +229,9 @@ def keep_last(labels: torch.Tensor) -> int:
     return min(labels.shape[1], labels.shape[1] - int(labelled[0]) + 1)
 
 
-def loss_sum(model, inputs: dict) -> tuple[torch.Tensor, int]:
-    """(summed cross-entropy over labelled tokens, their count). Logits only for the last keep_last positions."""
+def last_logits(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, K-1, V) of the last keep_last positions but the final one, their targets (B, K-1), -100 where
+    unlabelled): what loss_sum sums, and finetune/memory.py: fact_losses averages per row."""
     labels = inputs["labels"]
     T, K = labels.shape[1], keep_last(labels)
     cache = None
@@ -226,7 +242,13 @@ def loss_sum(model, inputs: dict) -> tuple[torch.Tensor, int]:
                    position_ids=inputs["position_ids"], past_key_values=cache, use_cache=cache is not None,
                    logits_to_keep=K).logits  # (B, K, V)
     target = labels[:, T - K + 1:]  # (B, K-1): the tokens positions T-K .. T-2 predict
-    loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+    return logits[:, :-1], target
+
+
+def loss_sum(model, inputs: dict) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy over labelled tokens, their count). Logits only for the last keep_last positions."""
+    logits, target = last_logits(model, inputs)
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                              target.reshape(-1), ignore_index=-100, reduction="sum")
     return loss, int((target != -100).sum())
 
@@ -247,6 +269,26 @@ def eval_loss(model, data: list[dict], batch_size: int, pad_id: int, device, use
     return total / max(1, n)
 
 
+@torch.no_grad()
+def fact_losses(model, data: list[dict], batch_size: int, pad_id: int, device, use_bf16: bool,
+                share_prefix: bool = True) -> list[float]:
+    """Mean cross-entropy per answer token of each tokenized fact (nats/token), in data's order, dropout off:
+    finetune/memory.py's per-fact loss, batched as eval_loss."""
+    was_training = model.training
+    model.eval()
+    out: list[float] = []
+    for s in range(0, len(data), batch_size):
+        inputs = make_inputs(data[s:s + batch_size], pad_id, device, share_prefix)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits, target = last_logits(model, inputs)  # (B, K-1, V), (B, K-1)
+        ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=-100,
+                                               reduction="none")  # (B, K-1), 0 where ignored
+        counts = (target != -100).sum(dim=1).clamp(min=1)
+        out += (ce.sum(dim=1) / counts).tolist()
+    model.train(was_training)
+    return out
+
+
 def lr_at(step: int, total: int, warmup_steps: int, peak: float) -> float:
     """Linear warmup to peak, then cosine decay to 10% of peak. step counts from 0."""
     if step < warmup_steps:
@@ -255,14 +297,17 @@ def lr_at(step: int, total: int, warmup_steps: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    """Every trainable tensor by name (tied weights once): the LoRA matrices, or all weights for full."""
-    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+def trainable_state(model, names: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """Every trainable tensor by name (tied weights once): the LoRA matrices, or all weights for full.
+    names: these tensors instead (hft: every block weight, also those frozen in the current round)."""
+    return {n: p.detach().contiguous() for n, p in model.named_parameters()
+            if (p.requires_grad if names is None else n in names)}
 
 
 # ---- checkpoints: safetensors for tensors, JSON for the rest; nothing is unpickled on resume ----
 
-def save_checkpoint(root: Path, step: int, model, opt, state: dict, best: dict | None) -> Path:
+def save_checkpoint(root: Path, step: int, model, opt, state: dict, best: dict | None,
+                    names: set[str] | None = None) -> Path:
     """root/step-<step>/: trainable.safetensors, optimizer.safetensors, rng.safetensors, [best.safetensors],
     state.json (step, counters, loss curve, optimizer param groups, Python RNG). Older checkpoints removed."""
     from safetensors.torch import save_file
@@ -276,7 +321,7 @@ def save_checkpoint(root: Path, step: int, model, opt, state: dict, best: dict |
         write_marker(root, "checkpoints")
     final = root / f"step-{step:07d}"
     with io_errors(final), temp_dir_beside(final) as tmp:  # removed if a write fails (a full disk); a killed run leaves only it
-        save_file(trainable_state(model), tmp / "trainable.safetensors")
+        save_file(trainable_state(model, names), tmp / "trainable.safetensors")
         opt_state = opt.state_dict()
         save_file({f"{i}.{k}": v.contiguous() for i, s in opt_state["state"].items() for k, v in s.items()},
                   tmp / "optimizer.safetensors")
@@ -348,12 +393,19 @@ def load_model(cfg: FinetuneConfig, device: str):
     return load_causal_lm(cfg.generator, device)
 
 
+def until_loss(cfg: FinetuneConfig) -> float:
+    """The memorisation threshold in nats/token: --until-loss, or 0.05 for method memory when unset (0: off)."""
+    return cfg.until_loss or (MEMORY_THRESHOLD if cfg.method == "memory" else 0.0)
+
+
 def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None = None,
-          eval_examples: list | None = None, progress: bool = True) -> dict:
+          eval_examples: list | None = None, progress: bool = True, facts: list | None = None) -> dict:
     """Train and save to cfg.out. Returns the cost record (also written as cost.json).
 
     model/tokenizer/examples/eval_examples may be passed in (tests use a tiny model); otherwise they come from cfg.
     examples: chats (lists of turns) and/or plain texts, as finetune.data builds them.
+    facts: the chats whose answer loss --until-loss watches (default: the corpus's answerable train questions,
+    finetune/memory.py: fact_examples; with examples passed in and no corpus: their chats that do not abstain).
     """
     from accelerate import Accelerator
 
@@ -366,6 +418,7 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
     out, ckpt_root = output_dir(cfg), checkpoint_root(cfg)
     check_outputs(cfg, out, ckpt_root)  # before any model loads: a user's folder, an unwritable place
     corpus = None
+    threshold = until_loss(cfg)
     if examples is None or (eval_examples is None and cfg.eval_size > 0):
         corpus = load_corpus(cfg.corpus)
     if examples is None:  # a corpus without train questions: one line naming make-qa, before any model loads
@@ -378,8 +431,8 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
         model, tokenizer = load_model(cfg, str(acc.device))
     device = next(model.parameters()).device
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if cfg.method == "full" and device.type == "cuda":
-        model.float()  # full fine-tuning keeps fp32 master weights; bf16 only inside autocast
+    if cfg.method in STANDALONE and device.type == "cuda":
+        model.float()  # full fine-tuning (and hft) keeps fp32 master weights; bf16 only inside autocast
     if examples is None:
         examples = build_examples(corpus, recipes, tokenizer, abstain=cfg.abstain, paraphrases_n=cfg.paraphrases,
                                   raft_distractors=cfg.raft_distractors, raft_p_no_gold=cfg.raft_p_no_gold,
@@ -389,6 +442,12 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
     if not examples:
         raise InputError(f"no training examples from recipes {cfg.data!r} on corpus {cfg.corpus!r}"
                          + next_step(cfg.corpus))
+    if threshold and facts is None:
+        facts = (fact_examples(corpus) if corpus is not None else
+                 [e for e in examples if not isinstance(e, str) and not e[-1]["content"].startswith("I don't know")])
+    if threshold and not facts:
+        raise InputError(f"--until-loss / --method memory: corpus {cfg.corpus!r} has no answerable train questions "
+                         "to memorise" + next_step(cfg.corpus))
 
     model = prepare(model, cfg.method, cfg.rank, cfg.alpha, cfg.dropout, targets)
     if cfg.grad_checkpointing:
@@ -397,11 +456,14 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
     trainable, total_params = count_parameters(model)
     data = [tokenize_item(tokenizer, m, cfg.max_len) for m in examples]
     held = [tokenize_item(tokenizer, m, cfg.max_len) for m in eval_examples]
+    fact_data = [tokenize_item(tokenizer, m, cfg.max_len) for m in facts] if threshold else []
     world, rank = acc.num_processes, acc.process_index
     n_micro = len(batches(data, cfg.batch_size, cfg.seed, 0))
     # Every process must take the same number of steps (DDP); a single process keeps the last partial step.
     steps_per_epoch = max(1, n_micro // (world * cfg.grad_accum) if world > 1 else math.ceil(n_micro / cfg.grad_accum))
-    total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    # memory tuning: the budget is --memory-epochs (it stops earlier once every fact is below the threshold)
+    epochs = cfg.memory_epochs if cfg.method == "memory" else cfg.epochs
+    total = cfg.max_steps or max(1, round(epochs * steps_per_epoch))
     warmup_steps = max(1, round(cfg.warmup * total))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
@@ -409,20 +471,28 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
 
     state = {"step": 0, "tokens": 0, "train_seconds": 0.0, "cpu_seconds": 0.0, "losses": [], "eval_losses": [], "best_eval": None,
              "best_step": None, "bad_evals": 0, "stopped_early": False, "resumed_from": None,
-             "config": asdict(cfg)}
+             "config": asdict(cfg), "fact_checks": [], "reached_threshold": False, "hft_plan": {}}
     best = None
     if cfg.resume:
         last = last_checkpoint(ckpt_root)
         if last is None:
             raise InputError("--resume: no checkpoint to resume from", str(ckpt_root))
         saved_state, best = load_checkpoint(last, model, opt, device)
-        changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE and saved_state["config"].get(k) != v]
+        defaults = {f.name: f.default for f in fields(FinetuneConfig)}  # a field newer than the checkpoint: its default
+        changed = [k for k, v in asdict(cfg).items()
+                   if k not in RESUMABLE and saved_state["config"].get(k, defaults[k]) != v]
         if changed:
             raise InputError(f"--resume: settings differ from the checkpoint's: {', '.join(changed)}", str(last))
         state.update({k: v for k, v in saved_state.items() if k in state})
         state["resumed_from"] = str(last)
         state["config"] = asdict(cfg)
     model, opt = acc.prepare(model, opt)
+    # hft: the round's half frozen by requires_grad (single process) and by dropping its gradients before each
+    # step (also under DDP, where requires_grad must not change after wrapping); AdamW skips a None gradient.
+    hft = HalfSchedule(acc.unwrap_model(model), cfg.seed, toggle=world == 1) if cfg.method == "hft" else None
+    if hft is not None and not hft.groups:
+        raise InputError("method hft: the model has no transformer blocks named '.layers.<i>.' to halve")
+    names = hft.trained_names() if hft is not None else None  # what checkpoints and the best-epoch copy hold
     # One forward per micro-batch under DDP, and gradient checkpointing drops caches: both turn prefix sharing off.
     share_prefix = cfg.share_prefix and world == 1 and not cfg.grad_checkpointing
     if device.type == "cuda":
@@ -437,7 +507,7 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
     t0, seconds0 = time.perf_counter(), state["train_seconds"]
     cpu0, cpu_seconds0 = time.process_time(), state["cpu_seconds"]
     step = state["step"]
-    while step < total and not state["stopped_early"]:
+    while step < total and not state["stopped_early"] and not state["reached_threshold"]:
         epoch, in_epoch = divmod(step, steps_per_epoch)
         micro = batches(data, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length)
         for s in range(in_epoch, steps_per_epoch):
@@ -445,6 +515,9 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
                 break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, warmup_steps, cfg.lr)
+            if hft is not None:  # before the forward: requires_grad decides which gradients autograd computes
+                r = round_of(step, steps_per_epoch, cfg.hft_rounds)
+                state["hft_plan"].setdefault(str(r), plan_text(hft.apply(r)))
             mine = [micro[i] for i in range(s * world * cfg.grad_accum, (s + 1) * world * cfg.grad_accum)
                     if i < len(micro) and i % world == rank]
             batch_inputs = [make_inputs(b, pad_id, device, share_prefix) for b in mine]
@@ -459,6 +532,8 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
                     acc.backward(loss)
                 step_loss += loss.item()
                 state["tokens"] += int(inputs["attention_mask"].sum()) * world
+            if hft is not None:
+                hft.drop_frozen_grads()
             acc.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -472,17 +547,20 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
                 bar.update(1)
             if (s == steps_per_epoch - 1 or step >= total) and held:
                 best = end_of_epoch_eval(model, acc, held, cfg, pad_id, device, use_bf16, share_prefix, state, best,
-                                         step / steps_per_epoch)
+                                         step / steps_per_epoch, names)
+            if threshold and (step >= total or (step % cfg.check_every == 0 if cfg.check_every
+                                                else s == steps_per_epoch - 1)):
+                check_facts(model, fact_data, threshold, cfg, pad_id, device, use_bf16, share_prefix, state)
             if cfg.save_every and step % cfg.save_every == 0 and step < total:
                 if acc.is_main_process:
-                    save_checkpoint(ckpt_root, step, acc.unwrap_model(model), opt, state, best)
+                    save_checkpoint(ckpt_root, step, acc.unwrap_model(model), opt, state, best, names)
                 acc.wait_for_everyone()
-            if state["stopped_early"]:
+            if state["stopped_early"] or state["reached_threshold"]:
                 break
     if bar is not None:
         bar.close()
     model = acc.unwrap_model(model)
-    if best is not None and cfg.patience > 0:  # early stopping keeps the weights of the best epoch
+    if best is not None and cfg.patience > 0 and not state["reached_threshold"]:  # early stopping: the best epoch
         params_by_name = dict(model.named_parameters())
         with torch.no_grad():
             for n, v in best.items():
@@ -507,6 +585,13 @@ def train(cfg: FinetuneConfig, model=None, tokenizer=None, examples: list | None
         "best_eval_loss": state["best_eval"], "best_step": state["best_step"], "stopped_early": state["stopped_early"],
         "resumed_from": state["resumed_from"], "losses": state["losses"], "eval_losses": evals,
     }
+    if hft is not None:  # which groups each round froze, per block ("0: k_proj,o_proj,...")
+        record.update({"hft_rounds": cfg.hft_rounds, "hft_plan": state["hft_plan"]})
+    if threshold:
+        last = state["fact_checks"][-1] if state["fact_checks"] else fact_check([], threshold, step)
+        record.update({"until_loss": threshold, "facts_total": last["facts_total"],
+                       "facts_below_threshold": last["facts_below_threshold"],
+                       "reached_threshold": state["reached_threshold"], "fact_checks": state["fact_checks"]})
     if acc.is_main_process:
         save_output(cfg, out, ckpt_root, model, tokenizer, record, base, corpus, wall0)
     acc.wait_for_everyone()
@@ -554,25 +639,36 @@ def card_facts(cfg: FinetuneConfig, record: dict, corpus) -> dict:
         except InputError:
             corpus = None
     keys = ("data", "steps", "epochs", "examples", "trainable_params", "total_params", "final_loss",
-            "final_eval_loss", "device", "train_seconds")
+            "final_eval_loss", "device", "train_seconds", "hft_rounds", "until_loss", "facts_total",
+            "facts_below_threshold", "reached_threshold")
     return {**{k: record.get(k) for k in keys}, "corpus": cfg.corpus, "rank": cfg.rank, "alpha": cfg.alpha,
             "dropout": cfg.dropout, "targets": cfg.targets,
             "corpus_hash": corpus_hash(corpus.docs) if corpus is not None else None}
 
 
-def end_of_epoch_eval(model, acc, held, cfg, pad_id, device, use_bf16, share_prefix, state, best, epoch: float):
+def end_of_epoch_eval(model, acc, held, cfg, pad_id, device, use_bf16, share_prefix, state, best, epoch: float,
+                      names: set[str] | None = None):
     """Eval loss on the held-out slice (every process computes all of it: it is small); early-stopping bookkeeping."""
     loss = eval_loss(model, held, cfg.batch_size, pad_id, device, use_bf16, share_prefix)
     state["eval_losses"].append({"epoch": round(epoch, 3), "step": state["step"], "eval_loss": round(loss, 5)})
     if state["best_eval"] is None or loss < state["best_eval"]:
         state["best_eval"], state["best_step"], state["bad_evals"] = round(loss, 5), state["step"], 0
         if cfg.patience > 0:
-            best = {k: v.clone() for k, v in trainable_state(acc.unwrap_model(model)).items()}
+            best = {k: v.clone() for k, v in trainable_state(acc.unwrap_model(model), names).items()}
     else:
         state["bad_evals"] += 1
         if cfg.patience > 0 and state["bad_evals"] >= cfg.patience:
             state["stopped_early"] = True
     return best
+
+
+def check_facts(model, fact_data, threshold, cfg, pad_id, device, use_bf16, share_prefix, state) -> None:
+    """Every train fact's answer loss (one batched pass, dropout off): a fact_checks entry; reached_threshold
+    once all are below (every process computes all of it, so all stop at the same step)."""
+    losses = fact_losses(model, fact_data, cfg.batch_size, pad_id, device, use_bf16, share_prefix)
+    check = fact_check(losses, threshold, state["step"])
+    state["fact_checks"].append(check)
+    state["reached_threshold"] = check["facts_below_threshold"] == check["facts_total"]
 
 
 def peak_memory(device: torch.device) -> int:

@@ -7,12 +7,22 @@ Both runs are paired by (system, question id); only questions answered in both c
   means and quantiles (crag, f1, tokens, p50/p95 latency)
       delta and 95% CI: paired bootstrap (the same resampled questions in both runs) of the statistic's
       difference; p: twice the share of bootstrap differences on the far side of 0 (at least 1 / n_boot)
-Identical per-question values give delta 0 and p = 1.
+Identical per-question values give delta 0 and p = 1. These two-sided p-values ("did it change?") are the
+diff's (`ragft runs diff`); the gate asks a one-sided question of each rule.
 
-The gate (`--fail-on "accuracy:-0.02,hallucination:+0.02,p50_latency:+20%"`): a metric fails when its change
-goes beyond the threshold in the threshold's direction (absolute, or relative with %) AND the change is
-significant: Holm-adjusted p (over every gated system x metric) below alpha. A change past the threshold
-that is within noise passes, and is reported as such.
+The gate (`--fail-on "accuracy:-0.02,hallucination:+0.02,p50_latency:+20%"`): each rule is one-sided, tested
+against its threshold, not against 0: H0 "the metric moved in the failing direction by at most the threshold"
+vs H1 "by more" (absolute, or relative with %: then the threshold is that share of the baseline's value).
+  rates: the exact unconditional paired test of corpora/significance.py: paired_worse_test (Tango's score
+      statistic for a paired difference against a margin, Sidik 2003's exact p; normal tail above 500 questions)
+  means and quantiles: one-sided paired bootstrap: p = share of bootstrap changes (failing direction) at or
+      within the threshold (Efron & Tibshirani 1993, ch. 16: the bootstrap achieved significance level)
+A rule fails when its change is past the threshold AND its Holm-adjusted p (over every gated system x rule) is
+below alpha; a change past the threshold that is within noise passes, and is reported as such. Each check also
+prints the smallest change its question count detects with 80% power at Holm's strictest level (alpha / checks;
+corpora/significance.py: paired_detectable for rates, (z_alpha + z_power) x the bootstrap standard error
+otherwise) and the change past which it fails with that power (the same against the limit), with a warning when
+the first is larger than the limit: such a gate cannot tell a change of the limit's size from none.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import pandas as pd
 
 from corpora.config import check as check_options, opt  # check(): this module's gate check below
 from corpora.errors import InputError
-from corpora.significance import mcnemar
+from corpora.significance import mcnemar, paired_detectable, paired_worse_test, z_quantile
 from history.store import ANSWER_COLUMNS, get_answers, parse_run_id
 
 # name -> (per-question column, questions counted, statistic, how shown). "answerable" = kind != unanswerable.
@@ -48,6 +58,7 @@ ALIASES = {"p50_latency_s": "p50_latency", "p95_latency_s": "p95_latency", "late
            "hallucinated": "hallucination", "correct": "accuracy"}
 N_BOOT = 2000
 ALPHA = 0.05
+POWER = 0.8  # the power at which the gate states the smallest change it can detect
 
 
 @dataclass
@@ -157,7 +168,7 @@ def paired_diff(old: pd.DataFrame, new: pd.DataFrame, metrics: list[str] | None 
     """One row per (system, metric) for systems in both runs: old, new, delta, delta_lo, delta_hi, rel_delta,
     p_value, test, significant (p < alpha), questions paired."""
     metrics = [canonical(m) for m in (metrics or list(METRICS))]
-    rows = []
+    rows, pairs = [], {}
     systems = [s for s in dict.fromkeys(new["system"]) if s in set(old["system"])]
     for system in systems:
         o = old[old["system"] == system].drop_duplicates("qid").set_index("qid")
@@ -174,9 +185,12 @@ def paired_diff(old: pd.DataFrame, new: pd.DataFrame, metrics: list[str] | None 
             r["rel_delta"] = r["delta"] / abs(r["old"]) if r["old"] else (0.0 if r["delta"] == 0 else math.inf)
             r["significant"] = bool(r["p_value"] < alpha)
             rows.append({"system": system, "metric": m, **r})
+            pairs[(system, m)] = (a[keep], b[keep])
     cols = ["system", "metric", "n", "old", "new", "delta", "delta_lo", "delta_hi", "rel_delta", "p_value", "test",
             "significant"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    out.attrs["pairs"] = pairs  # (system, metric) -> (old, new) per-question values: the gate's one-sided tests
+    return out
 
 
 # ---- the gate -----------------------------------------------------------------------------------------------
@@ -217,20 +231,79 @@ def holm(p: list[float]) -> list[float]:
     return adj
 
 
-def check(diff: pd.DataFrame, rules: list[Rule], alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per (gated system, rule): change, limit, crossed, p_holm, failed (crossed and p_holm < alpha)."""
+def gate_test(old: np.ndarray, new: np.ndarray, how: str, rule: Rule, seed: int = 0,
+              n_boot: int = N_BOOT) -> dict:
+    """One rule's one-sided paired test: H0 "moved in rule.sign's direction by at most rule.amount" (a share of
+    the baseline value when relative). old, new: per-question values over the same questions.
+    -> {"p_value", "test", "discordance" (rates: share of questions that changed), "se" (others: bootstrap
+    standard error of the change, in the rule's units)}."""
+    old, new = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
+    n = len(old)
+    base = float(statistic(old, how)) if n else math.nan
+    if how == "rate":
+        o, w = old > 0.5, new > 0.5
+        old_only, new_only = int((o & ~w).sum()), int((~o & w).sum())
+        worse, better = (old_only, new_only) if rule.sign < 0 else (new_only, old_only)
+        delta = rule.amount * abs(base) if rule.relative else rule.amount
+        t = paired_worse_test(worse, better, n, delta)
+        return {"p_value": t["p_value"], "test": f"one-sided-{t['method']} ({old_only}/{new_only})",
+                "discordance": (old_only + new_only) / n if n else 0.0, "se": math.nan, "margin": delta}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))  # the same resampled questions for both runs: paired
+    o_b, n_b = statistic(old[idx], how, axis=1), statistic(new[idx], how, axis=1)  # (n_boot,)
+    change = n_b - o_b
+    if rule.relative:
+        change = change / abs(base) if base else np.where(change == 0, 0.0, np.inf)
+    worse = rule.sign * change  # > rule.amount: past the threshold
+    p = float(np.mean(worse <= rule.amount + 1e-12))
+    se = float(np.std(worse))
+    if se == 0:  # identical runs: the spread of the baseline's own statistic, as if the runs were unpaired
+        se = float(np.std(o_b)) * math.sqrt(2) / (abs(base) if rule.relative and base else 1.0)
+    return {"p_value": max(p, 1.0 / n_boot), "test": "one-sided bootstrap", "discordance": math.nan, "se": se,
+            "margin": rule.amount}
+
+
+def detectable(r: dict, how: str, alpha: float, against_limit: bool = True) -> float:
+    """The smallest change in the failing direction that a check finds with POWER at level alpha, in the rule's
+    units (a share, or relative): against the limit (what fails the gate), or against 0 (the resolution of
+    this many questions: a limit below it cannot be told from no change)."""
+    if how == "rate":
+        theta = paired_detectable(int(r["n"]), r["margin"] if against_limit else 0.0, r["discordance"], alpha, POWER)
+        if r["relative"]:
+            return theta / abs(r["old"]) if r["old"] else math.inf
+        return theta
+    return (r["margin"] if against_limit else 0.0) + (z_quantile(1 - alpha) + z_quantile(POWER)) * r["se"]
+
+
+def check(diff: pd.DataFrame, rules: list[Rule], alpha: float = ALPHA, seed: int = 0,
+          n_boot: int = N_BOOT) -> pd.DataFrame:
+    """One row per (gated system, rule): the diff's columns (its two-sided p as p_diff, its test as test_diff),
+    change, limit, crossed, the rule's one-sided p_value and test, p_holm, failed (crossed and p_holm < alpha),
+    detectable (the change past which it fails with 80% power at alpha / checks, the rule's units), resolution
+    (the change it tells from none with that power) and underpowered (resolution larger than the limit).
+    diff: paired_diff's table (its attrs carry the per-question values)."""
+    pairs = diff.attrs.get("pairs")
+    if pairs is None:
+        raise ValueError("check() needs paired_diff's table: the one-sided tests use its per-question values")
     rows = []
     for rule in rules:
         for r in diff[diff["metric"] == rule.metric].to_dict("records"):
             change = r["rel_delta"] if rule.relative else r["delta"]
             crossed = bool(change * rule.sign > rule.amount)
-            rows.append({**r, "rule": rule.text, "change": change, "limit": rule.sign * rule.amount,
+            t = gate_test(*pairs[(r["system"], r["metric"])], METRICS[rule.metric][2], rule, seed, n_boot)
+            rows.append({**r, "p_diff": r["p_value"], "test_diff": r["test"], **t, "rule": rule.text,
+                         "change": change, "limit": rule.sign * rule.amount, "sign": rule.sign,
                          "relative": rule.relative, "crossed": crossed})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     out["p_holm"] = holm(out["p_value"].tolist())
     out["failed"] = out["crossed"] & (out["p_holm"] < alpha)
+    strict = alpha / len(out)  # Holm's first step: the level the most significant check must reach
+    recs = out.to_dict("records")
+    out["detectable"] = [detectable(r, METRICS[r["metric"]][2], strict) for r in recs]
+    out["resolution"] = [detectable(r, METRICS[r["metric"]][2], strict, against_limit=False) for r in recs]
+    out["underpowered"] = out["resolution"] > out["limit"].abs() + 1e-12
     return out
 
 
@@ -262,19 +335,42 @@ def gate_messages(result: pd.DataFrame) -> list[str]:
     return lines
 
 
+def power_messages(result: pd.DataFrame, alpha: float) -> list[str]:
+    """One line per check: the smallest change in its failing direction it detects with 80% power, and a
+    warning when that is larger than its threshold."""
+    lines = []
+    strict = alpha / len(result)
+    for r in result.to_dict("records"):
+        m, sign = r["metric"], r["sign"]
+        way = "rise" if sign > 0 else "fall"
+        size = fmt_change(r["resolution"], m, r["relative"]).lstrip("+")
+        beyond = fmt_change(r["detectable"], m, r["relative"]).lstrip("+")
+        seen = (f"no {way} is detectable with {POWER:.0%} power" if not math.isfinite(r["detectable"]) else
+                f"it tells a {way} of {size} from none with {POWER:.0%} power; a true {way} of {beyond} fails the gate "
+                f"{POWER:.0%} of the time")
+        basis = (f"; discordance assumed {max(r['discordance'], 0):.0%} as observed, or the {way} itself if larger"
+                 if METRICS[m][2] == "rate" else "; spread from the paired bootstrap")
+        warn = (f" -- warning: {size} is larger than the limit {fmt_change(r['limit'], m, r['relative'])}: a {way} "
+                "past the limit but smaller than that usually passes; more questions needed" if r["underpowered"] else "")
+        lines.append(f"power {r['system']} {m}: with {r['n']} questions {seen} (one-sided, alpha {strict:.2g} = "
+                     f"{alpha:g}/{len(result)} checks{basis}){warn}")
+    return lines
+
+
 def run_gate(baseline: pd.DataFrame, new: pd.DataFrame, spec: str, alpha: float = ALPHA,
              seed: int = 0) -> tuple[bool, list[str], pd.DataFrame]:
-    """-> (passed, report lines, per-rule table). Raises InputError when nothing could be paired."""
+    """-> (passed, report lines, per-rule table). Raises InputError when nothing could be paired.
+    Lines: the FAIL/pass line of each check past its threshold, a power line per check, the verdict last."""
     rules = parse_fail_on(spec)
     diff = paired_diff(baseline, new, sorted({r.metric for r in rules}, key=list(METRICS).index), seed=seed)
-    result = check(diff, rules, alpha)
+    result = check(diff, rules, alpha, seed)
     if result.empty:
         raise InputError("the baseline and this run share no system and question: nothing to gate")
-    lines = gate_messages(result)
+    lines = gate_messages(result) + power_messages(result, alpha)
     failed = int(result["failed"].sum())
     tested = f"{len(result)} checks over {result['system'].nunique()} systems"
     lines.append(f"quality gate: {'FAILED' if failed else 'passed'} ({failed} of {tested} failed; "
-                 f"significance: paired tests, Holm-adjusted, alpha {alpha})")
+                 f"significance: one-sided paired tests against each limit, Holm-adjusted, alpha {alpha})")
     return not failed, lines, result
 
 

@@ -29,10 +29,20 @@ class Generator:
     tokenizer: object
     name: str
     adapter: str | None = None
+    engine: object | None = None  # rag/engine.py: None = this process's transformers model; else vllm or openai
 
     @property
     def device(self) -> torch.device:
+        if self.model is None:  # an engine run: vllm's device, or "cpu" for a server (nothing runs here)
+            return torch.device("cuda" if getattr(self.engine, "device", "cpu") == "cuda" else "cpu")
         return next(self.model.parameters()).device
+
+    @property
+    def window(self) -> int | None:
+        """Longest prompt + answer in tokens (the model's max_position_embeddings; the engine's when it has one)."""
+        if self.model is None:
+            return getattr(self.engine, "window", None)
+        return getattr(self.model.config, "max_position_embeddings", None)
 
 
 def load_generator(name: str = DEFAULT_GENERATOR, adapter: str | None = None, device: str = "auto",
@@ -114,9 +124,11 @@ def generate(gen: Generator, conversations: list[list[dict]], max_new_tokens: in
     Conversations are sorted by prompt length before batching (less padding), results returned in input order.
     min_new_tokens > 0 suppresses end of turn until that many tokens (benchmarks: equal work per row).
     """
+    if gen.engine is not None:  # vllm or openai (rag/engine.py), same contract
+        return gen.engine.generate(conversations, max_new_tokens, batch_size, gen.adapter, min_new_tokens, progress)
     tok, model = gen.tokenizer, gen.model
     ids = [prompt_ids(tok, c) for c in conversations]
-    window = getattr(model.config, "max_position_embeddings", None)
+    window = gen.window
     for i, x in enumerate(ids):
         if window and len(x) + max_new_tokens > window:
             raise InputError(f"prompt {i} has {len(x)} tokens; with {max_new_tokens} new tokens it exceeds "

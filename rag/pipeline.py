@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, fields
 
 from corpora.config import check, known, opt
+from rag.engine import EngineOptions, check_engine
 from rag.augment import build_messages, cited_ids, fit_passages
 from rag.generate import Generator, generate, prompt_ids
 from rag.index import Index
@@ -15,8 +16,9 @@ from rag.rank import Search, search
 
 
 @dataclass
-class AskConfig(Search):
-    """`ragft ask`: the search settings are Search's fields (rag/rank.py), inherited, so they come first."""
+class AskConfig(EngineOptions, Search):
+    """`ragft ask`: the search settings are Search's fields (rag/rank.py), inherited, so they come first; then the
+    engine's (rag/engine.py: EngineOptions)."""
 
     question: str = ""
     """The question to answer."""
@@ -38,6 +40,7 @@ class AskConfig(Search):
     def __post_init__(self):
         known(self, "retriever")  # "unknown retriever 'x': choose one of ...", as before
         check(self)
+        check_engine(self)
 
     def search(self) -> Search:
         """The search settings alone (Search's fields of this config)."""
@@ -80,7 +83,7 @@ def rewrite_queries(gen: Generator, questions: list[str], batch_size: int = 8) -
 def context_budget(gen: Generator, question: str, max_new_tokens: int, context_tokens: int = 0) -> int:
     """Tokens left for documents: the model's window minus the prompt without documents and the answer
     (16 spare for separators), capped by context_tokens when that is > 0."""
-    window = getattr(gen.model.config, "max_position_embeddings", None) or 2048
+    window = gen.window or 2048
     bare = len(prompt_ids(gen.tokenizer, build_messages(question, [])))
     left = window - bare - max_new_tokens - 16
     return min(left, context_tokens) if context_tokens > 0 else left

@@ -155,8 +155,82 @@ def test_compare_cli_records_and_gate_exits_1_naming_the_metric(tmp_path, tiny_m
     code, out = ragft("--out", str(tmp_path / "r3"), "--baseline", str(tmp_path / "all-right"),
                       "--fail-on", "accuracy:-0.02")
     assert code == 1
-    assert "FAIL base accuracy: 100.0% -> 0.0% (-100.0 points, limit -2.0 points; mcnemar-exact (8/0) p=0.0078" in out
+    # issue 16 item 8: one-sided against the -2 point limit (exact unconditional), no longer two-sided McNemar vs 0
+    assert "FAIL base accuracy: 100.0% -> 0.0% (-100.0 points, limit -2.0 points; one-sided-exact (8/0) p=0.0046" in out
     assert "quality gate: FAILED" in out
     with pytest.raises(SystemExit) as e:  # --fail-on without --baseline: bad input before any model runs
         main([*common, "--fail-on", "accuracy:-0.02"])
     assert e.value.code == 2
+
+
+def test_gate_rule_is_one_sided_against_its_threshold():
+    """issue 16 item 8: H0 "fell by at most the limit" vs H1 "by more", on the per-question values."""
+    from history.gate import gate_test
+
+    old = np.array([1.0] * 6 + [0.0] * 4)
+    new = np.zeros(10)
+    fall = parse_fail_on("accuracy:-0.02")[0]
+    t = gate_test(old, new, "rate", fall)
+    assert t["test"] == "one-sided-exact (6/0)" and t["p_value"] == pytest.approx(0.0126, abs=5e-4)
+    assert gate_test(old, new, "rate", parse_fail_on("accuracy:-0.5")[0])["p_value"] > 0.2  # 60 points vs a 50 limit
+    assert gate_test(new, old, "rate", fall)["p_value"] == 1.0          # a rise never fails a fall rule
+    assert gate_test(old, old, "rate", fall)["p_value"] == 1.0
+    rise = parse_fail_on("hallucination:+0.02")[0]
+    assert gate_test(new, old, "rate", rise)["p_value"] == pytest.approx(t["p_value"])  # mirror image
+    # relative: -10% of a 60% baseline is a 6-point margin
+    rel = gate_test(old, new, "rate", parse_fail_on("accuracy:-10%")[0])
+    assert rel["margin"] == pytest.approx(0.06) and rel["p_value"] > t["p_value"]
+    # means: one-sided bootstrap; identical values pass with p = 1
+    lat = np.linspace(1, 2, 30)
+    assert gate_test(lat, lat, "median", parse_fail_on("p50_latency:+20%")[0])["p_value"] == 1.0
+    assert gate_test(lat, lat * 1.5, "median", parse_fail_on("p50_latency:+20%")[0])["p_value"] < 0.01
+    assert gate_test(lat, lat * 1.1, "median", parse_fail_on("p50_latency:+20%")[0])["p_value"] > 0.5
+
+
+def test_ten_question_collapse_fails_and_identical_runs_pass_with_power_lines():
+    """The issue's case on saved answers: 10 questions, rag 60% -> 0% (6/0 discordant) must FAIL; before issue 16
+    it printed 'mcnemar-exact (6/0) p=0.031, Holm p=0.062 -- within noise' and passed."""
+    spec = "accuracy:-0.02,hallucination:+0.02"
+    old = answers("rag", [True] * 6 + [False] * 4)
+    collapsed = answers("rag", [False] * 10)
+    ok, lines, table = run_gate(old, collapsed, spec)
+    assert not ok and "FAILED" in lines[-1]
+    acc = table[table.metric == "accuracy"].iloc[0]
+    assert acc["failed"] and acc["p_holm"] < 0.05 and acc["p_diff"] == pytest.approx(2 / 64)  # the diff: two-sided
+    assert any(line.startswith("FAIL rag accuracy: 60.0% -> 0.0% (-60.0 points, limit -2.0 points; one-sided-exact "
+                               "(6/0) p=0.013, Holm p=0.025, 10 questions)") for line in lines)
+    power = next(line for line in lines if line.startswith("power rag accuracy"))
+    assert "with 10 questions it tells a fall of" in power and "is larger than the limit -2.0 points" in power
+    ok, lines, table = run_gate(old, old.copy(), spec)
+    assert ok and "passed" in lines[-1] and (table["p_value"] == 1.0).all()
+    assert table["underpowered"].all()  # 10 questions cannot see 2 points: said on every check
+    assert [line.split(":")[0] for line in lines[:-1]] == ["power rag accuracy", "power rag hallucination"]
+    # 400 questions see a few points: no warning
+    big_old = answers("rag", [True] * 240 + [False] * 160)
+    ok, lines, table = run_gate(big_old, big_old.copy(), "accuracy:-0.1")
+    assert ok and not table["underpowered"].any() and "warning" not in " ".join(lines)
+
+
+@pytest.mark.model
+def test_compare_cli_ten_question_collapse_fails_the_gate(tmp_path, monkeypatch):
+    """issue 16 item 8 through the real CLI and models: a --top-k 0 rag run against a --top-k 2 baseline on 10
+    questions exits 1; the baseline's settings run again exit 0."""
+    import dataclasses
+
+    from cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    fields = {f.name for f in dataclasses.fields(__import__("compare.config", fromlist=["x"]).CompareConfig)}
+    off = [flag for name, flag in (("fit_size", "--fit-size"), ("general_size", "--general-size")) if name in fields]
+    common = ["compare", "--systems", "rag", "--limit", "10", "--injection", "0",
+              "--history", str(tmp_path / "h.db"), *[a for f in off for a in (f, "0")]]
+
+    def ragft(*args):
+        with pytest.raises(SystemExit) as e:
+            main([*common, *args])
+        return e.value.code
+
+    assert ragft("--out", str(tmp_path / "r1")) == 0
+    spec = ["--baseline", "1", "--fail-on", "accuracy:-0.02,hallucination:+0.02"]
+    assert ragft("--out", str(tmp_path / "r2"), *spec) == 0  # the same settings: passes
+    assert ragft("--out", str(tmp_path / "r3"), "--top-k", "0", *spec) == 1

@@ -1,0 +1,111 @@
+"""The vllm engine in process, and the openai engine against a real `vllm serve` on 127.0.0.1 started here with
+the adapters as LoRA modules, on the tiny random Llama (tests/conftest.py: tiny_model_dir). Skipped where vllm
+is not installed (`make vllm` makes the environment that has it: README, "More than one GPU or machine").
+
+The tiny model's weights are random (its logits nearly flat), so answers are not compared across engines here;
+the prompt tokens are (the same chat template), and the adapter guard is (one adapter applied, one not)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.augment import build_messages
+from rag.engine import EngineOptions, check_adapter
+from rag.engine_errors import AdapterNotApplied, EngineDown
+from tests.rag.test_engines import KEYS, QUESTIONS, make_adapter
+
+pytestmark = [pytest.mark.model,
+              pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                                 reason="vllm is not installed in this environment (make vllm, then run the tests "
+                                        "with .venv-vllm/bin/python)")]
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("adapters")
+    return {"ft": str(make_adapter(tiny_model_dir, d / "ft", applied=True)),
+            "dead": str(make_adapter(tiny_model_dir, d / "dead", applied=False))}
+
+
+def test_vllm_engine_contract_and_guard(tiny_model_dir, adapters):
+    from rag.engine_vllm import VllmEngine
+    from rag.generate import prompt_ids
+
+    eng = VllmEngine(str(tiny_model_dir), EngineOptions(engine="vllm", max_model_len=512), list(adapters.values()))
+    convs = [build_messages(q, None) for q in QUESTIONS]
+    outs = eng.generate(convs, 6, 2)
+    assert [set(o) for o in outs] == [KEYS] * len(convs)
+    assert [o["tokens_in"] for o in outs] == [len(prompt_ids(eng.tok, c)) for c in convs]
+    assert [o["batch"] for o in outs] == [2, 2, 1] and all(o["tokens_out"] <= 6 for o in outs)
+    check_adapter(eng, adapters["ft"])  # the LoRARequest changes the logits
+    with pytest.raises(AdapterNotApplied):
+        check_adapter(eng, adapters["dead"])
+    eng.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_openai_engine_against_vllm_serve(tiny_model_dir, adapters, tmp_path):
+    import httpx
+
+    from rag.engine_openai import OpenAIEngine
+    from rag.generate import prompt_ids
+
+    vllm = shutil.which("vllm", path=str(Path(sys.executable).parent)) or shutil.which("vllm")
+    if vllm is None:
+        pytest.skip("no vllm executable beside this python")
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")
+    cmd = [vllm, "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+           "--max-model-len", "512", "--served-model-name", "tiny", "--enable-lora", "--max-lora-rank", "8",
+           "--max-loras", "2", "--lora-modules", f"ft={adapters['ft']}", f"dead={adapters['dead']}"]
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 420
+        while time.time() < deadline:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(url + "/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(2)
+        else:
+            pytest.fail("vllm serve did not come up in 420 s: " + (tmp_path / "serve.log").read_text()[-2000:])
+        oa = OpenAIEngine(EngineOptions(engine="openai", base_url=url, concurrency=2, retries=1, timeout=60.0))
+        assert oa.model == "tiny" and oa.served_name(adapters["ft"]) == "ft"  # matched by the module's root path
+        convs = [build_messages(q, None) for q in QUESTIONS]
+        outs = oa.generate(convs, 6, 8)
+        assert [set(o) for o in outs] == [KEYS] * len(convs)
+        assert [o["tokens_in"] for o in outs] == [len(prompt_ids(oa_tok(tiny_model_dir), c)) for c in convs]
+        check_adapter(oa, adapters["ft"])
+        with pytest.raises(AdapterNotApplied):
+            check_adapter(oa, adapters["dead"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)
+        log.close()
+    with pytest.raises(EngineDown, match="stopped answering"):
+        oa.generate(convs[:1], 6, 8)
+
+
+def oa_tok(path):
+    from rag.engine import load_tokenizer
+
+    return load_tokenizer(str(path))
