@@ -91,6 +91,17 @@ TINY_QA = [
 ]
 
 
+def guild_corpus(folder: Path, n: int) -> Path:
+    """A native corpus in `folder`: TINY_DOCS and n copies of one fact question (t0 train, t1.. test), all
+    answered "Oren Tasque" from d2: the tiny-model compare runs of the CLI and gate tests."""
+    folder.mkdir()
+    write_jsonl(folder / "docs.jsonl", TINY_DOCS)
+    write_jsonl(folder / "qa.jsonl", [{"id": f"t{i}", "question": f"Who leads guild number {i}?",
+                                       "answers": ["Oren Tasque"], "doc_ids": ["d2"], "kind": "fact",
+                                       "split": "test" if i else "train"} for i in range(n)])
+    return folder
+
+
 @pytest.fixture
 def tiny_corpus(tmp_path) -> Path:
     write_jsonl(tmp_path / "docs.jsonl", TINY_DOCS)

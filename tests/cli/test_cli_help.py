@@ -212,15 +212,10 @@ def test_runs_list_show_diff_json(tmp_path, capsys):
 def test_compare_json_is_alone_on_stdout(tmp_path, tiny_model_dir, monkeypatch, capsys):
     """A closed-book compare with the tiny random model: stdout parses as one JSON document (summary rows,
     decision); the table, log lines and the history line went to stderr."""
-    from tests.conftest import TINY_DOCS, write_jsonl
+    from tests.conftest import guild_corpus
 
     monkeypatch.chdir(tmp_path)
-    corpus = tmp_path / "c"
-    corpus.mkdir()
-    write_jsonl(corpus / "docs.jsonl", TINY_DOCS)
-    write_jsonl(corpus / "qa.jsonl", [{"id": f"t{i}", "question": f"Who leads guild number {i}?",
-                                       "answers": ["Oren Tasque"], "doc_ids": ["d2"], "kind": "fact",
-                                       "split": "test" if i else "train"} for i in range(5)])
+    corpus = guild_corpus(tmp_path / "c", 5)
     code, out, err = ragft(capsys, "compare", "--corpus", str(corpus), "--systems", "base", "--generator",
                            str(tiny_model_dir), "--max-new-tokens", "3", "--injection", "0", "--out",
                            str(tmp_path / "r"), "--history", str(tmp_path / "h.db"), "--json")

@@ -124,15 +124,10 @@ def test_compare_cli_records_and_gate_exits_1_naming_the_metric(tmp_path, tiny_m
     against a baseline in which every answer was right it exits 1 naming the system, metric and change."""
     from cli.main import main
     from history.store import get_answers, list_runs
-    from tests.conftest import TINY_DOCS, write_jsonl
+    from tests.conftest import guild_corpus
 
     monkeypatch.chdir(tmp_path)
-    corpus = tmp_path / "c"
-    corpus.mkdir()
-    write_jsonl(corpus / "docs.jsonl", TINY_DOCS)
-    write_jsonl(corpus / "qa.jsonl", [{"id": f"t{i}", "question": f"Who leads guild number {i}?",
-                                       "answers": ["Oren Tasque"], "doc_ids": ["d2"], "kind": "fact",
-                                       "split": "test" if i else "train"} for i in range(9)])
+    corpus = guild_corpus(tmp_path / "c", 9)
     common = ["compare", "--corpus", str(corpus), "--systems", "base", "--generator", str(tiny_model_dir),
               "--max-new-tokens", "3", "--history", str(tmp_path / "h.db")]
 
