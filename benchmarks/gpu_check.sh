@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of issue 15, for a CUDA machine: `ragft compare` with --engine transformers and --engine vllm on
 # the same questions (the vllm run reuses the adapter the first trained), a bf16 LoRA and a QLoRA run of a few
-# steps, `ragft bench generation`, then the ratios: per-arm answer agreement, accuracy and p50 latency
+# steps, `ragft bench generation` on the shipped model and on a random-weight 1.1B Llama (benchmarks/random_model.py:
+# no 1B+ weights are reachable offline; tokens/s does not depend on the weights' values), then the ratios: per-arm answer agreement, accuracy and p50 latency
 # (benchmarks/generation.py engine_agreement), wall seconds of each compare, tokens/s of each engine.
 #
 #   bash benchmarks/gpu_check.sh [--dry-run] [--questions N] [--generator MODEL] [--steps N] [--work DIR]
@@ -43,6 +44,8 @@ PLAN=(
   "lora-bf16|$PY -m cli.main finetune --generator $GENERATOR --method lora --max-steps $STEPS --device cuda --out $WORK/lora"
   "qlora|$PY -m cli.main finetune --generator $GENERATOR --method qlora --max-steps $STEPS --device cuda --out $WORK/qlora"
   "bench-generation|$VPY -m cli.main bench generation --engines transformers,vllm --generator $GENERATOR --prompts 64 --device cuda --history off"
+  "random-1b|$PY -m benchmarks.random_model $WORK/random-1b --size 1b --dtype bfloat16"
+  "bench-generation-1b|$VPY -m cli.main bench generation --engines transformers,vllm --generator $WORK/random-1b --prompts 64 --device cuda --history off"
   "agreement|$PY -m benchmarks.generation $WORK/transformers $WORK/vllm"
 )
 

@@ -165,8 +165,6 @@ def answer_cached(gen, index, s: System, questions: list[dict], cfg, path: Path,
     order; within a unit prompts are batched by length), each unit appended and fsync'd as soon as it is done.
     The same question list gives the same units on every run, so a resumed run answers exactly as a fresh one.
     """
-    from rag.pipeline import answer_questions
-
     path.parent.mkdir(parents=True, exist_ok=True)
     done = read_cache(path, fp, questions, progress)
     if not path.is_file():
@@ -185,6 +183,18 @@ def answer_cached(gen, index, s: System, questions: list[dict], cfg, path: Path,
         from tqdm import tqdm
 
         bar = tqdm(total=sum(len(u) for u in units), desc=s.name, unit="q", leave=False)
+    try:
+        answer_units(gen, index, s, cfg, units, done, path, bar)
+    finally:  # also on a failure (a server gone): the bar's line cleared, so the error prints on a line of its own
+        if bar is not None:
+            bar.close()
+    return [done[q["id"]] for q in questions]
+
+
+def answer_units(gen, index, s: System, cfg, units: list[list[dict]], done: dict, path: Path, bar) -> None:
+    """answer_cached's loop: each unit answered, its new rows added to `done` and appended to the cache."""
+    from rag.pipeline import answer_questions
+
     for unit in units:
         t0 = time.perf_counter()
         outs = answer_questions(gen, index, [q["question"] for q in unit], s.retriever, cfg.top_k,
@@ -208,9 +218,6 @@ def answer_cached(gen, index, s: System, questions: list[dict], cfg, path: Path,
         append_lines(path, rows)
         if bar is not None:
             bar.update(len(unit))
-    if bar is not None:
-        bar.close()
-    return [done[q["id"]] for q in questions]
 
 
 def context_text(index, chunk_ids: list[int] | None) -> str:

@@ -69,7 +69,8 @@ def test_gpu_check_plan_and_refusal(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert plan.returncode == 0, plan.stderr
     steps = [line.split(":")[0] for line in plan.stdout.splitlines()]
-    assert steps == ["transformers-compare", "vllm-compare", "lora-bf16", "qlora", "bench-generation", "agreement"]
+    assert steps == ["transformers-compare", "vllm-compare", "lora-bf16", "qlora", "bench-generation", "random-1b",
+                     "bench-generation-1b", "agreement"]
     assert "--limit 7" in plan.stdout and "--engine vllm" in plan.stdout and "--method qlora" in plan.stdout
     bad = subprocess.run(["bash", str(script), "--questions", "x"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2

@@ -94,32 +94,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_openai_engine_against_vllm_serve(tiny_model_dir, adapters, tmp_path):
+def start_server(model, modules: dict[str, str], log_path: Path, port: int | None = None):
+    """A real vLLM OpenAI-compatible server of `model` on 127.0.0.1, the adapters as LoRA modules (name=path),
+    served as "tiny"; -> (process, base url) once GET /v1/models answers (at most 420 s)."""
     import httpx
 
+    port = port or free_port()
+    cmd = serve_command(model) + ["--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+                                  "--max-model-len", "512", "--served-model-name", "tiny", "--enable-lora",
+                                  "--max-lora-rank", "8", "--max-loras", str(max(1, len(modules))),
+                                  "--lora-modules", *[f"{k}={v}" for k, v in modules.items()]]
+    log = open(log_path, "a")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+    log.close()
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 420
+    while time.time() < deadline:
+        if server.poll() is not None:
+            pytest.fail("vllm serve exited: " + log_path.read_text()[-3000:])
+        try:
+            if httpx.get(url + "/models", timeout=2).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        time.sleep(2)
+    stop_server(server)
+    pytest.fail("vllm serve did not come up in 420 s: " + log_path.read_text()[-2000:])
+
+
+def stop_server(server, sig=signal.SIGTERM) -> None:
+    """The server and its engine process (its own session: the whole group)."""
+    try:
+        os.killpg(server.pid, sig)
+    except ProcessLookupError:
+        pass
+    server.wait(60)
+
+
+def test_openai_engine_against_vllm_serve(tiny_model_dir, adapters, tmp_path):
     from rag.engine_openai import OpenAIEngine
     from rag.generate import prompt_ids
 
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")
-    cmd = serve_command(tiny_model_dir) + ["--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-           "--max-model-len", "512", "--served-model-name", "tiny", "--enable-lora", "--max-lora-rank", "8",
-           "--max-loras", "2", "--lora-modules", f"ft={adapters['ft']}", f"dead={adapters['dead']}"]
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                              env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
-    url = f"http://127.0.0.1:{port}/v1"
+    server, url = start_server(tiny_model_dir, adapters, tmp_path / "serve.log")
     try:
-        deadline = time.time() + 420
-        while time.time() < deadline:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                if httpx.get(url + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(2)
-        else:
-            pytest.fail("vllm serve did not come up in 420 s: " + (tmp_path / "serve.log").read_text()[-2000:])
         oa = OpenAIEngine(EngineOptions(engine="openai", base_url=url, concurrency=2, retries=1, timeout=60.0))
         assert oa.model == "tiny" and oa.served_name(adapters["ft"]) == "ft"  # matched by the module's root path
         convs = [build_messages(q, None) for q in QUESTIONS]
@@ -130,11 +148,70 @@ def test_openai_engine_against_vllm_serve(tiny_model_dir, adapters, tmp_path):
         with pytest.raises(AdapterNotApplied):
             check_adapter(oa, adapters["dead"])
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(60)
-        log.close()
+        stop_server(server)
     with pytest.raises(EngineDown, match="stopped answering"):
         oa.generate(convs[:1], 6, 8)
+
+
+def answer_lines(path: Path) -> int:
+    """Saved answers in a compare answer cache (compare/cache.py: a fingerprint line, then one line per answer)."""
+    return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
+
+
+def test_compare_openai_killed_server_keeps_answers_and_resumes(tiny_model_dir, adapters, tmp_path):
+    """`ragft compare --engine openai` against a vllm serve started here, the adapter a LoRA module: the server
+    killed mid-run (SIGKILL while the ft arm is answering) gives one `ragft: error:` line and exit 1, the answers
+    so far stay in the cache; after a restart the same command resumes from them. Its records have the same
+    columns as a transformers run of the same command."""
+    from tests.conftest import guild_corpus
+
+    corpus = guild_corpus(tmp_path / "c", 25)  # 24 test questions
+    common = ["compare", "--corpus", str(corpus), "--systems", "base,ft", "--generator", str(tiny_model_dir),
+              "--adapter", adapters["ft"], "--max-new-tokens", "48", "--injection", "0", "--fit-size", "0",
+              "--general-size", "0", "--history", "off", "--top-k", "0"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def ragft(*args, **kw):
+        return subprocess.Popen([sys.executable, "-m", "cli", *common, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, **kw)
+
+    out = tmp_path / "run-openai"
+    cache = out / "answers" / "ft.jsonl"
+    port = free_port()
+    server, url = start_server(tiny_model_dir, {"ft": adapters["ft"]}, tmp_path / "serve.log", port)
+    run = ragft("--out", str(out), "--engine", "openai", "--base-url", url, "--concurrency", "1", "--retries", "1",
+                "--timeout", "20")
+    try:
+        deadline = time.time() + 300
+        while answer_lines(cache) < 2 and run.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert run.poll() is None, "the run ended before its ft arm was half done: " + run.communicate()[1][-2000:]
+    finally:
+        stop_server(server, signal.SIGKILL)
+    _, err = run.communicate(timeout=300)
+    kept = answer_lines(cache)
+    assert run.returncode == 1, err[-2000:]
+    errors = [ln for ln in err.splitlines() if ln.startswith("ragft: error:")]
+    assert len(errors) == 1 and "stopped answering" in errors[0] and "answers so far are kept" in errors[0], err[-2000:]
+    assert 2 <= kept < 24 and answer_lines(out / "answers" / "base.jsonl") == 24
+
+    server, url = start_server(tiny_model_dir, {"ft": adapters["ft"]}, tmp_path / "serve.log", port)
+    try:
+        rerun = ragft("--out", str(out), "--engine", "openai", "--base-url", url, "--concurrency", "1")
+        _, err = rerun.communicate(timeout=600)
+    finally:
+        stop_server(server)
+    assert rerun.returncode == 0, err[-3000:]
+    assert "base: 24 answers cached" in err and f"ft: answering {24 - kept} questions ({kept} cached)" in err, err
+    assert answer_lines(cache) == 24  # appended to, not rewritten
+
+    tf = ragft("--out", str(tmp_path / "run-tf"))
+    _, err = tf.communicate(timeout=600)
+    assert tf.returncode == 0, err[-3000:]
+    import pandas as pd
+
+    a, b = pd.read_csv(out / "records.csv"), pd.read_csv(tmp_path / "run-tf" / "records.csv")
+    assert list(a.columns) == list(b.columns) and len(a) == len(b) == 48
 
 
 def oa_tok(path):
