@@ -57,7 +57,7 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	touch $@
 
 test-vllm: vllm
-	$(VPY) -m pytest -q tests/rag/test_engines.py tests/rag/test_engines_vllm.py
+	$(VPY) -m pytest -q tests/rag/test_engines.py $(wildcard tests/*/test_*vllm*.py)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs

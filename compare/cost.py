@@ -5,6 +5,11 @@ batched in. The generate call splits into prefill and decode when the generation
 `prefill_seconds` / `decode_seconds`; until it does, decode = gen_seconds and prefill is NaN.
 Cost uses compute seconds per question = retrieval + prompt + gen_seconds / batch (a batch's questions share
 the call), priced per hour of the hardware it ran on (price table: compare/prices.json or --prices FILE).
+Arms answered by an endpoint (--engine openai: run.json's "engine") are priced per token instead, as endpoints
+bill: mean tokens in and out per question (the records' tokens_in/tokens_out, from the server's `usage`) x the
+table's $ per 1M input / output tokens; with both of those 0 (not priced) they fall back to hardware hours.
+The costs table's priced_by column says which way each arm was priced. One-off costs (index build, training)
+ran here and are priced by hardware hours either way.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ import pandas as pd
 from corpora.errors import InputError
 
 DEFAULT_PRICES = Path(__file__).with_name("prices.json")
-PRICE_FIELDS = {"hardware": str, "cpu_hour_usd": (int, float), "gpu": str, "gpu_hour_usd": (int, float)}
+PRICE_FIELDS = {"hardware": str, "cpu_hour_usd": (int, float), "gpu": str, "gpu_hour_usd": (int, float),
+                "endpoint": str, "input_usd_per_1m_tokens": (int, float), "output_usd_per_1m_tokens": (int, float)}
+TOKEN_PRICES = ("input_usd_per_1m_tokens", "output_usd_per_1m_tokens")  # $ per 1,000,000 tokens, endpoint arms
+TOKEN_ENGINES = ("openai",)  # engines (rag/engine.py) whose arms are billed per token
+PRICED_BY = {"hours": "hardware hours", "tokens": "tokens"}  # the costs table's priced_by values
 STAGES = ("retrieve", "prompt", "prefill", "decode")  # latency parts, seconds per question
 
 
@@ -39,7 +48,8 @@ def load_prices(path: str = "") -> dict:
         for k, v in extra.items():
             if k in PRICE_FIELDS and not isinstance(v, PRICE_FIELDS[k]):
                 raise InputError(f"price field {k!r} has the wrong type {type(v).__name__}", str(p))
-            if k.endswith("_usd") and isinstance(v, (int, float)) and not (math.isfinite(v) and v >= 0):
+            if (k.endswith("_usd") or k in TOKEN_PRICES) and isinstance(v, (int, float)) and not (
+                    math.isfinite(v) and v >= 0):
                 raise InputError(f"price field {k!r} must be a finite number >= 0, got {v!r}", str(p))
         prices.update(extra)
     return prices
@@ -48,6 +58,25 @@ def load_prices(path: str = "") -> dict:
 def hour_price(prices: dict, device: str) -> float:
     """$/hour for the device a cost was measured on ("cpu", "cpu x2", "cuda", a GPU name)."""
     return prices["cpu_hour_usd"] if str(device).lower().startswith("cpu") else prices["gpu_hour_usd"]
+
+
+def token_priced(prices: dict, engine: str) -> bool:
+    """Are an arm's queries priced per token? Its engine bills per token and the table has a token price
+    (0 for both = not priced: hardware hours, as for the other engines)."""
+    return engine in TOKEN_ENGINES and any(float(prices.get(k, 0) or 0) > 0 for k in TOKEN_PRICES)
+
+
+def usd_per_1k_tokens(tokens_in: float, tokens_out: float, prices: dict) -> float:
+    """Pure: $ per 1,000 questions of mean tokens_in / tokens_out per question at $ per 1M tokens in / out."""
+    return 1000 * (tokens_in * float(prices.get(TOKEN_PRICES[0], 0) or 0)
+                   + tokens_out * float(prices.get(TOKEN_PRICES[1], 0) or 0)) / 1e6
+
+
+def mean_tokens(col: pd.Series) -> float:
+    """Mean of a tokens column over the questions that have a count (a server without `usage` gives -1)."""
+    v = col.astype(float)
+    v = v[v >= 0]
+    return float(v.mean()) if len(v) else math.nan
 
 
 def stage_seconds(records: pd.DataFrame) -> pd.DataFrame:
@@ -95,7 +124,10 @@ def cost_table(records: pd.DataFrame, meta: dict, prices: dict) -> pd.DataFrame:
     """One row per system: $ per 1,000 questions, one-off seconds and $ (index build + training).
 
     meta: the run's run.json: {"device", "index": {"build_seconds", "size_bytes"} | None,
-          "systems": [{"name", "retriever", "adapter_key", "family"}], "adapters": {key: cost record}}.
+          "systems": [{"name", "retriever", "adapter_key", "family"}], "adapters": {key: cost record},
+          "engine": the run's --engine (absent: transformers)}; a system's own "engine" wins over the run's.
+    Per question: compute_s_per_q x the hardware's $/hour, or for an endpoint arm (token_priced) mean tokens
+    in/out x $/1M tokens (priced_by says which).
     """
     lat = latency_table(records).set_index("system")
     query_rate = hour_price(prices, meta.get("device", "cpu"))
@@ -108,10 +140,16 @@ def cost_table(records: pd.DataFrame, meta: dict, prices: dict) -> pd.DataFrame:
         ad = meta.get("adapters", {}).get(s["adapter_key"], {}) if s["adapter_key"] else {}
         train_s = float(ad.get("train_seconds", 0.0) or 0.0)
         train_rate = hour_price(prices, ad.get("device", meta.get("device", "cpu")))
+        usd_per_1k = lat.loc[s["name"], "compute_s_per_q"] * 1000 / 3600 * query_rate
+        by = "hours"
+        if token_priced(prices, s.get("engine") or meta.get("engine") or "transformers"):
+            r = records[records["system"] == s["name"]]
+            usd_per_1k = usd_per_1k_tokens(mean_tokens(r["tokens_in"]), mean_tokens(r["tokens_out"]), prices)
+            by = "tokens"
         rows.append({
             "system": s["name"], "family": s["family"],
             "compute_s_per_q": lat.loc[s["name"], "compute_s_per_q"],
-            "usd_per_1k": lat.loc[s["name"], "compute_s_per_q"] * 1000 / 3600 * query_rate,
+            "usd_per_1k": usd_per_1k, "priced_by": PRICED_BY[by],
             "index_seconds": index_s, "index_bytes": int(index.get("size_bytes", 0)) if index_s else 0,
             "train_seconds": train_s, "trained_tokens": int(ad.get("trained_tokens", 0) or 0),
             "train_peak_bytes": int(ad.get("peak_memory_bytes", 0) or 0),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from compare.cost import drop_arms, money
+from compare.cost import PRICED_BY, TOKEN_PRICES, drop_arms, money
 from compare.plots import PLOTS, make_plots
 from compare.records import load_records, save_records
 from corpora.errors import InputError
@@ -88,6 +88,8 @@ def render(out: str | Path) -> dict:
               (("query_volume", 100000), ("change_rate", 0.05), ("hallucination_tolerance", 0.2),
                ("objective", "crag"))}
     prices = meta["prices"]
+    if cfg.get("engine", "transformers") != "transformers":  # compare/cost.py prices endpoint arms per token
+        meta.setdefault("engine", cfg["engine"])
 
     injection_records = load_records(out, "injection_records")
     summary = summary_table(records, meta, injection_records, seed=seed)
@@ -246,9 +248,14 @@ def report_sections(records, meta, cfg, tables, decision, conf_col, plots) -> li
     be = drop_arms(tables["break_even"], dropped).copy()
     if not be.empty:
         be["break_even_questions"] = be["break_even_questions"].map(format_volume)
+    price_text = (f"Prices: ${prices['cpu_hour_usd']}/CPU-hour ({prices['hardware']}), "
+                  f"${prices['gpu_hour_usd']}/GPU-hour ({prices['gpu']}). {prices.get('source', '')}")
+    if "priced_by" in tables["costs"] and (tables["costs"]["priced_by"] == PRICED_BY["tokens"]).any():
+        price_text += (f" Arms priced by tokens (--engine openai): {money(prices.get(TOKEN_PRICES[0]))}/1M input "
+                       f"tokens, {money(prices.get(TOKEN_PRICES[1]))}/1M output tokens ({prices.get('endpoint', '')}), "
+                       f"x the mean tokens in and out per question. {prices.get('endpoint_source', '')}")
     sections.append(("Cost", [
-        f"Prices: ${prices['cpu_hour_usd']}/CPU-hour ({prices['hardware']}), ${prices['gpu_hour_usd']}/GPU-hour "
-        f"({prices['gpu']}). {prices.get('source', '')}",
+        price_text,
         display(drop_arms(tables["costs"], dropped),
                 {"compute_s_per_q": "{:.3f}", "index_seconds": "{:.1f}", "train_seconds": "{:.0f}"}),
         "Break-even: the question volume after which a fine-tuned arm's one-off cost is repaid by cheaper queries."

@@ -228,9 +228,16 @@ def record_run(path: str | Path, kind: str, config: dict, summary: list[dict], *
 
 
 def adapter_sha(adapter: str | None) -> str | None:
-    """sha256 (16 hex digits) of an adapter folder's weights; None when there is no adapter or no weights file."""
-    weights = Path(adapter) / "adapter_model.safetensors" if adapter else None
-    return file_sha(weights) if weights is not None and weights.is_file() else None
+    """sha256 (16 hex digits) of what an ft arm ran with: a peft adapter's adapter_model.safetensors (the value
+    older runs recorded); a full / hft model's *.safetensors, or an ft-multi folder's per-cluster adapters, as
+    the sha of their shas in name order. None when there is no adapter or no weights file."""
+    if not adapter or not Path(adapter).is_dir():
+        return None
+    p = Path(adapter)
+    if (p / "adapter_model.safetensors").is_file():
+        return file_sha(p / "adapter_model.safetensors")
+    files = sorted(p.glob("*.safetensors")) or sorted(p.glob("*/adapter_model.safetensors"))
+    return text_sha(" ".join(f"{f.relative_to(p)}:{file_sha(f)}" for f in files)) if files else None
 
 
 def record_compare(path: str | Path, config: dict, records: pd.DataFrame, summary: pd.DataFrame, *,

@@ -19,6 +19,12 @@ token limit, messages) as soon as its batch returns; a rerun with the same --out
 file (a fully cached run loads no model). Each stage of a chunk group is one generate() batch
 (group = gen_batch_size // questions_per_chunk chunks), so a resumed run batches exactly as an unbroken one
 and, decoding greedily, writes the same bytes.
+
+--engine vllm|openai (rag/engine.py) generates through that engine instead of this process's transformers
+model: the same conversations, greedy, the same token limits. Its replies are cached under keys that also hold
+the engine's settings (EngineOptions.engine_options), so they never answer a transformers run or the reverse;
+a transformers run's keys, marker and outputs are what they were before engines existed. The dry run counts
+prompt tokens with the generator's tokenizer whatever the engine.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from corpora.errors import InputError
@@ -124,7 +130,10 @@ class Calls:
                     continue
 
     def key(self, messages: list[dict], max_new_tokens: int) -> str:
-        return text_sha(json.dumps([self.cfg.generator, max_new_tokens, messages], ensure_ascii=False), 24)
+        what = [self.cfg.generator, max_new_tokens, messages]
+        if self.cfg.engine_options():  # vllm/openai only: a transformers key stays as it was (its caches resume)
+            what.append(self.cfg.engine_options())
+        return text_sha(json.dumps(what, ensure_ascii=False), 24)
 
     def ask(self, conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
         """Greedy replies, from the cache where the same call was made before; new ones appended to it."""
@@ -149,11 +158,17 @@ class Calls:
         if self.gen is None:
             import torch
 
+            from rag.engine import open_engine
             from rag.generate import load_generator
 
             torch.manual_seed(self.cfg.seed)
-            self.gen = load_generator(self.cfg.generator, device=self.cfg.device)
+            # --engine vllm|openai: that engine's Generator (model=None); transformers: None, the model loads here
+            self.gen = open_engine(self.cfg, []) or load_generator(self.cfg.generator, device=self.cfg.device)
         return self.gen
+
+    def close(self) -> None:
+        if self.gen is not None and self.gen.engine is not None:
+            self.gen.engine.close()
 
 
 def candidates_of(chunk: dict, plan: list[tuple[str, str | None]], replies: list[str]) -> list[dict]:
@@ -318,9 +333,21 @@ def make_qa(cfg: MakeQAConfig, progress: bool = True) -> dict:
         if not (out / OUTPUT_MARKER).is_file():
             write_marker(out, "corpus")
         (out / ".cache").mkdir(exist_ok=True)
-        write_atomic(out / MARKER, json.dumps({"verb": "ragft corpora make-qa", "config": asdict(cfg),
+        write_atomic(out / MARKER, json.dumps({"verb": "ragft corpora make-qa", "config": marker_config(cfg),
                                                "prompt_hash": prompts.prompt_hash()}, indent=2))
         return generate_corpus(cfg, out, kept_docs, held, chunks, t0, progress)
+
+
+def marker_config(cfg: MakeQAConfig) -> dict:
+    """The config as DIR/.cache/make-qa.json records it: make-qa's own fields (a transformers run's marker is
+    byte for byte what it was), then the engine's fields when the engine is vllm or openai."""
+    from rag.engine import EngineOptions
+
+    engine = {f.name for f in fields(EngineOptions)}
+    conf = {k: v for k, v in asdict(cfg).items() if k not in engine}
+    if cfg.engine_options():
+        conf.update({k: v for k, v in asdict(cfg).items() if k in engine})
+    return conf
 
 
 def generate_corpus(cfg: MakeQAConfig, out: Path, kept_docs: list[dict], held: list[dict], chunks: list[dict],
@@ -339,9 +366,12 @@ def generate_corpus(cfg: MakeQAConfig, out: Path, kept_docs: list[dict], held: l
 
     bar = tqdm(total=len(chunks), desc="make-qa", unit="chunk", file=sys.stderr, disable=not progress)
     cands: list[dict] = []
-    for g in groups:
-        cands += process_group(calls, g, cfg, index, corpus_norm)
-        bar.update(len(g))
+    try:
+        for g in groups:
+            cands += process_group(calls, g, cfg, index, corpus_norm)
+            bar.update(len(g))
+    finally:
+        calls.close()
     bar.close()
     dedupe(cands)
 
@@ -357,6 +387,8 @@ def generate_corpus(cfg: MakeQAConfig, out: Path, kept_docs: list[dict], held: l
              "generator": cfg.generator, "prompt": ph, "candidate": c["id"], "from": source}
         if c["role"] == "held_back":
             p.update(held_back=True, held_back_answer=c["answer"])
+        if cfg.engine_options():  # vllm/openai: which engine wrote it (a transformers row is as it was)
+            p["engine"] = cfg.engine_options()
         return p
 
     rows = shape.question_rows(roles, provenance)

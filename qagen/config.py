@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from corpora.config import check, opt
 from corpora.errors import InputError
+from rag.engine import EngineOptions, check_engine
 from rag.models import DEFAULT_GENERATOR
 
 
 @dataclass
-class MakeQAConfig:
+class MakeQAConfig(EngineOptions):  # EngineOptions: --engine and its settings (rag/engine.py), declared once
     docs: str = ""
     """Documents: anything --corpus takes (shipped name, native, .txt/.md, BEIR, SQuAD); only its documents are read."""
     out: str = ""
@@ -37,6 +38,7 @@ class MakeQAConfig:
 
     def __post_init__(self):
         check(self)
+        check_engine(self)
         if not self.docs:
             raise InputError("DOCS: name the documents (a shipped corpus name or a path)")
         if not self.out:
