@@ -7,6 +7,12 @@ min_new_tokens, vLLM's min_tokens), so each does the same work; agreement compar
 text. Rounds are interleaved (each engine once per round, --rounds rounds) so a busy machine slows all of them
 alike; tokens/s = new tokens / wall seconds of the engine's generate calls over all rounds, load and one warm-up
 prompt excluded. openai: the server at --base-url (e.g. `vllm serve` of the same model); skipped without one.
+
+The roofline table (benchmarks/roofline.py) puts the transformers engine's steps beside the machine's limits,
+both measured in this run: fp32 matmul GFLOP/s and the seconds to read the model's weights once (a
+matrix-vector product over as many fp32 numbers); per step (prefill = one forward over the prompts, decode = one
+new token per row) the measured seconds, FLOPs, bytes, the roofline floor and the share of it reached, at batch 1
+(--roofline-prompts prompts, one call each) and at --batch-size (the transformers rounds above).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 from corpora.config import check, opt
 from corpora.errors import InputError
-from rag.engine import DTYPES, ENGINES, EngineOptions
+from rag.engine import DECODES, DTYPES, ENGINES, EngineOptions
 from rag.models import DEFAULT_GENERATOR, DEVICES
 
 
@@ -52,6 +58,10 @@ class GenerationBenchConfig:
     """vllm engine: weights dtype: auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16 (default auto)."""
     max_model_len: int = opt(0, min=0)
     """vllm engine: longest prompt + answer in tokens (default 0: the model's window)."""
+    decode: str = opt("prefix", choices=DECODES)
+    """transformers engine: decoder: prefix (static KV cache, shared prompt prefix once) | static (no sharing) | hf (HF generate) (default prefix)."""
+    roofline_prompts: int = opt(2, min=0)
+    """Prompts generated at batch 1, one call each, for the roofline table's batch-1 rows (default 2; 0: none)."""
 
     def __post_init__(self):
         check(self)
@@ -64,7 +74,9 @@ class GenerationBenchConfig:
 
     def options(self, engine: str) -> EngineOptions:
         keep = {k: v for k, v in asdict(self).items() if k in {f for f in EngineOptions.__dataclass_fields__}}
-        return EngineOptions(**{**keep, "engine": engine, "base_url": self.base_url if engine == "openai" else ""})
+        o = EngineOptions(**{**keep, "engine": engine, "base_url": self.base_url if engine == "openai" else ""})
+        o.generator = self.generator  # open_engine reads the model (path and tokenizer) from cfg.generator
+        return o
 
 
 def open_engines(cfg: GenerationBenchConfig, echo) -> dict:
@@ -84,7 +96,7 @@ def open_engines(cfg: GenerationBenchConfig, echo) -> dict:
             continue
         t0 = time.perf_counter()
         if name == "transformers":
-            engines[name] = TransformersEngine.load(cfg.generator, cfg.device)
+            engines[name] = TransformersEngine.load(cfg.generator, cfg.device, cfg.decode)
         else:
             engines[name] = open_engine(cfg.options(name)).engine
         echo(f"{name:12s} ready in {time.perf_counter() - t0:.1f} s")
@@ -93,7 +105,8 @@ def open_engines(cfg: GenerationBenchConfig, echo) -> dict:
 
 def run_generation_bench(cfg: GenerationBenchConfig, echo=print) -> dict:
     """-> {"engines": {name: {"tokens", "seconds", "tokens_per_s", "agreement"}}, "ratio_<name>": tokens/s of
-    <name> / transformers', "prompts", "new_tokens"}."""
+    <name> / transformers', "prompts", "new_tokens", and with transformers "machine" (measure_machine) and
+    "roofline" (roofline_rows)}."""
     from corpora import load_corpus
     from rag.augment import build_messages
 
@@ -103,6 +116,7 @@ def run_generation_bench(cfg: GenerationBenchConfig, echo=print) -> dict:
     stats = {n: {"tokens": 0, "seconds": 0.0, "answers": None} for n in engines}
     for e in engines.values():
         e.generate(convs[:1], 2, 1)  # warm-up
+    calls = []  # the transformers engine's generate calls: (outs, conversations), for the roofline table
     for _ in range(cfg.rounds):
         for name, e in engines.items():
             t0 = time.perf_counter()
@@ -110,6 +124,8 @@ def run_generation_bench(cfg: GenerationBenchConfig, echo=print) -> dict:
             stats[name]["seconds"] += time.perf_counter() - t0
             stats[name]["tokens"] += sum(o["tokens_out"] for o in outs)
             stats[name]["answers"] = [o["answer"] for o in outs]
+            if name == "transformers":
+                calls.append((outs, convs))
     ref = stats.get("transformers", {}).get("answers")
     res = {"prompts": len(convs), "new_tokens": cfg.new_tokens, "rounds": cfg.rounds, "engines": {}}
     for name, s in stats.items():
@@ -124,9 +140,138 @@ def run_generation_bench(cfg: GenerationBenchConfig, echo=print) -> dict:
             res[f"ratio_{name}"] = r["tokens_per_s"] / base
             echo(f"ratio {name} / transformers = {res[f'ratio_{name}']:.2f}x  ({len(convs)} closed-book prompts x "
                  f"{cfg.rounds} rounds, {cfg.new_tokens} new tokens each, batch {cfg.batch_size}, {cfg.generator})")
+    if "transformers" in engines:
+        gen = engines["transformers"].gen
+        for c in convs[: cfg.roofline_prompts]:  # batch 1, one call each
+            calls.append((engines["transformers"].generate([c], cfg.new_tokens, 1, None, cfg.new_tokens), [c]))
+        machine = measure_machine(gen)
+        res["machine"] = machine
+        res["roofline"] = roofline_rows(gen, calls, cfg.new_tokens, machine)
+        echo(format_roofline(res["roofline"], machine, gen))
     for e in engines.values():
         e.close()
     return res
+
+
+def measure_machine(gen) -> dict:
+    """The machine's two limits, measured now in this process on gen's device: fp32 matmul GFLOP/s (a 2048^3
+    matmul, best of 3) and the seconds of one matrix-vector product over as many fp32 numbers as the model has
+    parameters (best of 5: the time to read its weights once)."""
+    import torch
+
+    from rag.generate import sync
+
+    dev = gen.device
+    n = sum(p.numel() for p in gen.model.parameters())
+
+    def best(f, times):
+        out = []
+        for _ in range(times + 1):  # the first is a warm-up
+            sync(dev)
+            t0 = time.perf_counter()
+            f()
+            sync(dev)
+            out.append(time.perf_counter() - t0)
+        return min(out[1:])
+
+    a, b = torch.randn(2048, 2048, device=dev), torch.randn(2048, 2048, device=dev)
+    gflops = 2 * 2048 ** 3 / best(lambda: a @ b, 3) / 1e9
+    del a, b
+    w, x = torch.randn(n // 4096, 4096, device=dev), torch.randn(4096, device=dev)
+    read_s = best(lambda: w @ x, 5)
+    return {"matmul_gflops": gflops, "weight_read_s": read_s, "weight_bytes": n * 4, "threads": torch.get_num_threads()}
+
+
+def model_shape_of(gen) -> dict:
+    from benchmarks.roofline import model_shape
+
+    model = gen.model.get_base_model() if hasattr(gen.model, "get_base_model") else gen.model
+    n = sum(p.numel() for p in model.parameters())
+    emb = model.get_input_embeddings().weight
+    return model_shape(model.config.get_text_config(decoder=True), n, emb.numel(), emb.element_size())
+
+
+def roofline_rows(gen, calls, new_tokens: int, machine: dict) -> list[dict]:
+    """One row per (phase, batch size): measured seconds per step, FLOPs and bytes per step (means over the
+    steps of every call of that batch size) and the roofline (benchmarks/roofline.py).
+
+    calls: [(outs of one generate call with min_new_tokens = new_tokens, its conversations)]. A call's batches are
+    its records' distinct (batch, gen_seconds); each has one prefill and new_tokens - 1 decode steps. The work
+    counted is the decoder's (decode="prefix": the shared prefix once per call, rag/decode.py)."""
+    from benchmarks.roofline import decode_work, prefill_work, roofline_row
+    from rag.decode import shared_prefix_length
+    from rag.generate import prompt_ids
+
+    shape = model_shape_of(gen)
+    acc: dict = {}
+    for outs, convs in calls:
+        ids = [prompt_ids(gen.tokenizer, c) for c in convs]
+        prefix = shared_prefix_length(ids) if gen.decode == "prefix" else 0
+        groups: dict = {}
+        for o, x in zip(outs, ids):
+            groups.setdefault((o["batch"], o["gen_seconds"]), (o, []))[1].append(len(x))
+        for k, (o, lens) in enumerate(groups.values()):
+            # the shared prefix's own forward ran once per call (in its first batch; counted with any one of them)
+            f, b = prefill_work(shape, lens, prefix, prefix_forward=k == 0)
+            add(acc, ("prefill", o["batch"]), o["prefill_seconds"], f, b, 1)
+            steps = max(new_tokens - 1, 0)
+            work = [decode_work(shape, [n + s for n in lens]) for s in range(steps)]  # row i caches lens[i] + s
+            add(acc, ("decode", o["batch"]), o["decode_seconds"], sum(w[0] for w in work), sum(w[1] for w in work),
+                steps)
+    rows = []
+    for (phase, batch), (sec, f, b, n) in sorted(acc.items(), key=lambda kv: (kv[0][1], kv[0][0] != "prefill")):
+        if n:
+            rows.append(roofline_row(shape, phase, batch, sec / n, f / n, b / n, machine["matmul_gflops"],
+                                     machine["weight_read_s"]))
+    return rows
+
+
+def add(acc: dict, key, seconds: float, flops: float, nbytes: float, steps: int) -> None:
+    a = acc.setdefault(key, [0.0, 0.0, 0.0, 0])
+    for i, v in enumerate((seconds, flops, nbytes, steps)):
+        a[i] += v
+
+
+def format_roofline(rows: list[dict], machine: dict, gen) -> str:
+    import pandas as pd
+
+    bw = machine["weight_bytes"] / machine["weight_read_s"] / 1e9
+    head = (f"\nroofline (measured now, {machine['threads']} threads; the machine is whatever else runs): fp32 matmul "
+            f"{machine['matmul_gflops']:.0f} GFLOP/s; one read of the {machine['weight_bytes'] / 1e6:.0f} MB of "
+            f"weights {machine['weight_read_s'] * 1000:.0f} ms ({bw:.1f} GB/s); decoder {gen.decode}")
+    if not rows:
+        return head
+    df = pd.DataFrame(rows)
+    table = pd.DataFrame({"phase": df["phase"], "batch": df["batch"], "ms/step": (df["seconds"] * 1000).round(1),
+                          "GFLOP/step": df["gflop"].round(2), "MB/step": df["mbytes"].round(0).astype(int),
+                          "floor ms": (df["floor_s"] * 1000).round(1), "bound": df["bound"],
+                          "share": df["share"].map(lambda v: f"{v:.0%}"),
+                          "x weight read": df["x_weight_read"].map(lambda v: f"{v:.2f}x"),
+                          "GFLOP/s": df["achieved_gflops"].round(0).astype(int)})
+    return head + "\n" + table.to_string(index=False)
+
+
+ROOFLINE_GATE = (("decode", 1), ("decode", 8), ("prefill", 8))  # (phase, batch) shares that `bench all` gates
+
+
+def roofline_shares(generator: str, device: str, prompts: int, new_tokens: int, echo=print) -> dict[str, float]:
+    """`bench all`'s roofline figures (benchmarks/suite.py): the share of the roofline reached by a decode step at
+    batch 1 and at batch 8 and by the batch-8 prefill (ratios: both sides measured in this run), on the first
+    `prompts` atlantis test questions closed-book, exactly `new_tokens` new tokens each (batch 1: two of them)."""
+    from corpora import load_corpus
+    from rag.augment import build_messages
+    from rag.engine_transformers import TransformersEngine
+
+    eng = TransformersEngine.load(generator, device)
+    convs = [build_messages(q["question"], None) for q in load_corpus("atlantis").questions("test")[:prompts]]
+    eng.generate(convs[:1], 2, 1)  # warm-up
+    calls = [(eng.generate(convs, new_tokens, 8, None, new_tokens), convs)]
+    calls += [(eng.generate([c], new_tokens, 1, None, new_tokens), [c]) for c in convs[:2]]
+    machine = measure_machine(eng.gen)
+    rows = roofline_rows(eng.gen, calls, new_tokens, machine)
+    echo(format_roofline(rows, machine, eng.gen))
+    return {f"generation.roofline_{r['phase']}_batch{r['batch']}": float(r["share"]) for r in rows
+            if (r["phase"], r["batch"]) in ROOFLINE_GATE}
 
 
 def engine_agreement(a, b):

@@ -5,9 +5,15 @@ What is gated are ratios measured side by side in one process (a slower or busie
   retrieval.bm25s_speedup      bm25s / rank-bm25 queries/s                  (benchmarks/retrieval.py)
   retrieval.hnsw_speedup       FAISS hnsw / flat queries/s, one query per call
   generation.batch_speedup     SmolLM2 new tokens/s at batch 8 / at batch 1, same prompts and tokens
+  generation.roofline_*        share of the roofline a decode step (batch 1, 8) and the batch-8 prefill reach:
+                               floor from the matmul rate and weight-read time measured in the same run / measured
   training.speed_ratio         ragft's LoRA trainer / transformers.Trainer tokens/s  (benchmarks/training.py)
   training.memory_ratio        the same, peak memory (lower is better: a rise fails)
 and quality figures that do not depend on the machine (bm25s top-10 agreement with rank-bm25, hnsw recall@10).
+Where vllm is installed (importlib.util.find_spec("vllm")), the generation part also runs the engines benchmark
+(benchmarks/generation.py, transformers vs vllm on the same prompts): OPTIONAL_FIGURES, checked against a baseline
+that has them; where it is not, one line says so and the check leaves them out (a missing optional figure never
+fails a check).
 A ratio fails when new < baseline x (1 - max_drop) (memory: new > baseline x (1 + max_drop)); a quality figure
 when it fell more than max_quality_drop (absolute). Absolute throughputs (queries/s, tokens/s, chunks/s) are
 recorded and shown beside the baseline's, and only gated with --absolute-drop > 0: they move with the machine.
@@ -33,6 +39,9 @@ FIGURES = {
     "retrieval.bm25s_speedup": ("ratio", "bm25s / rank-bm25 queries/s"),
     "retrieval.hnsw_speedup": ("ratio", "FAISS hnsw / flat queries/s (1 thread, one query per call)"),
     "generation.batch_speedup": ("ratio", "generate tokens/s at batch 8 / batch 1"),
+    "generation.roofline_decode_batch1": ("ratio", "decode step, batch 1: roofline floor / measured (share reached)"),
+    "generation.roofline_decode_batch8": ("ratio", "decode step, batch 8: roofline floor / measured (share reached)"),
+    "generation.roofline_prefill_batch8": ("ratio", "prefill, batch 8: roofline floor / measured (share reached)"),
     "training.speed_ratio": ("ratio", "LoRA tokens/s, ragft / transformers.Trainer"),
     "training.memory_ratio": ("ratio_lower", "peak memory, ragft / transformers.Trainer"),
     "retrieval.bm25_identical_top10": ("quality", "queries whose bm25s top-10 equals rank-bm25's"),
@@ -46,6 +55,15 @@ FIGURES = {
     "generation.tokens_per_s_batch8": ("absolute", "generate new tokens/s, batch 8"),
     "training.ragft_tokens_per_s": ("absolute", "ragft LoRA training tokens/s"),
 }
+# Measured only where vllm is installed (engine_figures); same kinds as above. Kept apart from FIGURES, whose
+# non-absolute figures every baseline must have (benchmarks/baseline.json is measured without vllm).
+OPTIONAL_FIGURES = {
+    "generation.vllm_speedup": ("ratio", "vllm / transformers new tokens/s, same prompts (where vllm is installed)"),
+    "generation.vllm_agreement": ("quality", "answers identical, vllm vs transformers (where vllm is installed)"),
+    "generation.vllm_tokens_per_s": ("absolute", "vllm new tokens/s (where vllm is installed)"),
+}
+ALL_FIGURES = {**FIGURES, **OPTIONAL_FIGURES}
+ENGINE_BATCH = 8  # prompts per generate call of each engine: batch 8, as generation.tokens_per_s_batch8
 # Settings that change the figures: a baseline measured with other values is not comparable.
 COMPARABLE = ("docs", "gen_prompts", "gen_tokens", "train_steps", "train_rounds", "train_batch", "seed", "parts")
 PARTS = ("retrieval", "generation", "training")
@@ -122,6 +140,11 @@ def run_parts(cfg: BenchAllConfig, echo=print) -> dict[str, float]:
             figures["generation.batch_speedup"] = float(res["gen_batch_speedup"])
             figures["generation.tokens_per_s_batch1"] = float(res["gen_tokens_per_s_batch1"])
             figures["generation.tokens_per_s_batch8"] = float(res["gen_tokens_per_s_batch8"])
+            from benchmarks.generation import roofline_shares
+
+            echo("\n== generation roofline (benchmarks/generation.py, benchmarks/roofline.py)")
+            figures.update(roofline_shares(BenchConfig.generator, cfg.device, cfg.gen_prompts, cfg.gen_tokens, echo))
+            figures.update(engine_figures(cfg, echo))
     if "training" in parts:
         from benchmarks.training import TrainingBenchConfig, bench_training
 
@@ -132,6 +155,34 @@ def run_parts(cfg: BenchAllConfig, echo=print) -> dict[str, float]:
         figures["training.memory_ratio"] = float(res["memory_ratio"])
         figures["training.ragft_tokens_per_s"] = float(res["summary"]["ragft"]["tokens_per_second"])
     return figures
+
+
+def engine_figures(cfg: BenchAllConfig, echo=print, generator: str = "") -> dict[str, float]:
+    """The engines benchmark (benchmarks/generation.py: transformers vs vllm, the first --gen-prompts atlantis
+    test questions, exactly --gen-tokens new tokens each, batch ENGINE_BATCH, 2 interleaved rounds) ->
+    OPTIONAL_FIGURES; {} and one line where vllm is not installed. generator: the model (default: the bench's,
+    smollm2-135m)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        echo("generation engines skipped: vllm is not installed here (`make vllm`); not measured: "
+             + ", ".join(OPTIONAL_FIGURES))
+        return {}
+    from benchmarks.generation import GenerationBenchConfig, run_generation_bench
+    from rag.models import DEFAULT_GENERATOR
+
+    echo("\n== generation engines (benchmarks/generation.py)")
+    res = run_generation_bench(GenerationBenchConfig(
+        engines="transformers,vllm", generator=generator or DEFAULT_GENERATOR, prompts=cfg.gen_prompts,
+        new_tokens=cfg.gen_tokens, batch_size=ENGINE_BATCH, rounds=2, device=cfg.device), echo=echo)
+    vllm = res["engines"]["vllm"]
+    return {"generation.vllm_speedup": float(res["ratio_vllm"]), "generation.vllm_agreement": float(vllm["agreement"]),
+            "generation.vllm_tokens_per_s": float(vllm["tokens_per_s"])}
+
+
+def missing_optional(base: dict[str, float], new: dict[str, float]) -> list[str]:
+    """Optional figures the baseline has and this run did not measure (vllm not installed here): not checked."""
+    return [k for k in OPTIONAL_FIGURES if k in base and k not in new]
 
 
 # ---- baselines ----------------------------------------------------------------------------------------------
@@ -175,7 +226,7 @@ def load_baseline(source: str, history: str = "") -> tuple[dict, dict[str, float
 def check_figures(base: dict[str, float], new: dict[str, float], cfg: BenchAllConfig) -> list[dict]:
     """One row per figure in both: baseline, new, new / baseline, limit, failed."""
     rows = []
-    for name, (kind, what) in FIGURES.items():
+    for name, (kind, what) in ALL_FIGURES.items():
         if name not in base or name not in new:
             continue
         b, n = base[name], new[name]
@@ -232,7 +283,8 @@ def bench_all(cfg: BenchAllConfig, history: str = "", echo=print) -> tuple[bool,
         from benchmarks.training import TrainingBenchConfig
         from history.store import corpus_hash
 
-        rows = [{"name": k, "value": v, "kind": FIGURES[k][0], "what": FIGURES[k][1]} for k, v in figures.items()]
+        rows = [{"name": k, "value": v, "kind": ALL_FIGURES[k][0], "what": ALL_FIGURES[k][1]}
+                for k, v in figures.items()]
         out["run_id"] = record_run(history, "bench-all", {**asdict(cfg), "seconds": round(seconds, 1)}, rows,
                                    started_at=started, name_key="name", corpus=TrainingBenchConfig.corpus,
                                    corpus_hash=corpus_hash(TrainingBenchConfig.corpus),
@@ -248,6 +300,9 @@ def bench_all(cfg: BenchAllConfig, history: str = "", echo=print) -> tuple[bool,
         passed = not failed
         echo(f"\ncheck against {baseline[2]} (max_drop {cfg.max_drop:.0%} for ratios):")
         echo(format_check(rows))
+        skipped = missing_optional(baseline[1], figures)
+        if skipped:
+            echo(f"not checked (optional, not measured here: vllm is not installed): {', '.join(skipped)}")
         for r in failed:
             echo(f"FAIL {r['figure']}: {r['baseline']:.4g} -> {r['new']:.4g} ({r['new/baseline'] - 1:+.0%}; "
                  f"limit {r['limit']}) -- {r['what']}")

@@ -70,7 +70,7 @@ def bench_training(as_json: bool, **kw):
 @config_options(HistoryConfig)
 @json_option
 def bench_generation(as_json: bool, **kw):
-    """New tokens/s of transformers, vllm and an OpenAI-compatible server on the same prompts, and answer agreement."""
+    """Tokens/s of transformers, vllm and an OpenAI-compatible server on the same prompts, agreement, the roofline."""
     from benchmarks.generation import run_generation_bench
     from history.store import now_utc, record_bench
 
@@ -80,6 +80,9 @@ def bench_generation(as_json: bool, **kw):
         res = run_generation_bench(cfg, echo=echo)
         figures = {k: v for k, v in res.items() if k.startswith("ratio_")}
         figures.update({f"{n}.{k}": v for n, r in res["engines"].items() for k, v in r.items()})
+        figures.update({f"machine.{k}": v for k, v in res.get("machine", {}).items()})
+        figures.update({f"roofline.{r['phase']}_batch{r['batch']}.{k}": r[k] for r in res.get("roofline", [])
+                        for k in ("seconds", "gflop", "mbytes", "floor_s", "share", "x_weight_read")})
         run_id = record_bench(hist.history, "bench-generation", dataclasses.asdict(cfg), figures, started,
                               {"generator": cfg.generator})
         echo_recorded(run_id, hist.history, echo)

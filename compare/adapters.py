@@ -105,10 +105,11 @@ def ensure_generator(gen, cfg, adapter: str | None):
         return gen
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():  # a standalone model folder (full, hft)
         gen = load_generator(adapter, device=cfg.device)
-        gen.adapter = adapter
+        gen.adapter, gen.decode = adapter, getattr(cfg, "decode", gen.decode)
         return gen
     if gen is None or gen.adapter is not None:
         gen = load_generator(cfg.generator, device=cfg.device)
     if adapter:
         gen.model, gen.adapter = attach_adapter(gen.model, adapter), adapter
+    gen.decode = getattr(cfg, "decode", gen.decode)  # --decode (rag/engine.py EngineOptions)
     return gen

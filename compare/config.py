@@ -60,7 +60,7 @@ class CompareConfig(EngineOptions, IndexConfig):  # EngineOptions: --engine and 
     device: str = opt("auto", choices=("auto", "cpu", "cuda"))
     """Device: auto | cpu | cuda (default auto)."""
     prices: str = ""
-    """JSON price table overriding compare/prices.json: $/CPU-hour, $/GPU-hour, hardware (default '': shipped)."""
+    """JSON price table overriding compare/prices.json: $/CPU-hour, $/GPU-hour, hardware, $/1M tokens of --engine openai arms (default '': shipped)."""
     query_volume: int = opt(100000, min=0)
     """Decision input: questions answered per month (default 100000 questions)."""
     change_rate: float = opt(0.05, min=0.0, max=1.0)

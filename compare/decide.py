@@ -118,8 +118,9 @@ def adapter_notes(summary: pd.DataFrame) -> list[str]:
         delta, p = r.get("general_delta", math.nan), r.get("general_p", math.nan)
         if not (pd.isna(delta) or pd.isna(p)) and delta < 0 and p < ALPHA:
             acc = r.get("general_accuracy", math.nan)
-            was = f" ({acc - delta:.1%} -> {acc:.1%})" if not pd.isna(acc) else ""
-            notes.append(f"{r['system']}: general-knowledge accuracy fell {-delta * 100:.1f} points against the base "
+            # general_delta is in percentage points (compare/forgetting.py), general_accuracy a proportion
+            was = f" ({acc - delta / 100:.1%} -> {acc:.1%})" if not pd.isna(acc) else ""
+            notes.append(f"{r['system']}: general-knowledge accuracy fell {-delta:.1f} points against the base "
                          f"model{was}, paired p = {p:.2g}: the fine-tuning cost general ability")
     return notes
 

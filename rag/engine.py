@@ -30,6 +30,7 @@ from rag.engine_errors import AdapterNotApplied, EngineDown  # noqa: F401 (re-ex
 
 ENGINES = ("transformers", "vllm", "openai")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DECODES = ("prefix", "static", "hf")  # the transformers engine's decoders (rag/decode.py, rag/generate.py)
 
 # Fixed closed-book questions the guard asks base and adapter (any text works: an applied adapter moves the
 # log-probabilities of every prompt; three so that one coincidence cannot pass a dead adapter).
@@ -66,6 +67,8 @@ class EngineOptions:
     """vllm engine: weights dtype: auto (bf16 on CUDA, fp32 on CPU, as transformers) | float32 | bfloat16 | float16 (default auto)."""
     max_model_len: int = opt(0, min=0)
     """vllm engine: longest prompt + answer in tokens (default 0: the model's window)."""
+    decode: str = opt("prefix", choices=DECODES)
+    """transformers engine: decoder: prefix (static KV cache, shared prompt prefix once) | static (no sharing) | hf (HF generate) (default prefix)."""
 
     def engine_options(self) -> dict:
         """The engine's settings that its answers depend on ({} for transformers): part of the answer fingerprint

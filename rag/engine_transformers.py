@@ -1,4 +1,5 @@
-"""The transformers engine: Hugging Face generate() in this process (rag/generate.py), behind the engine contract
+"""The transformers engine: greedy generation in this process (rag/generate.py: the hand loop of rag/decode.py, or
+Hugging Face generate() with decode="hf"), behind the engine contract
 of rag/engine.py. `ragft compare` keeps its own transformers path (compare/adapters.py ensure_generator: the
 model reloaded or an adapter attached per arm); this class is the same generation for `ragft bench generation`
 and the adapter guard's tests. Its adapter arms are peft adapters attached in place (one at a time).
@@ -15,19 +16,23 @@ class TransformersEngine:
     kind = "transformers"
 
     def __init__(self, gen: Generator):
-        self.gen = gen  # base model, or with one peft adapter attached (gen.adapter)
+        self.gen = gen  # base model, or with one peft adapter attached (gen.adapter); gen.decode: the decoder
         self.checked: set[str] = set()
         self.device = str(gen.device.type)
 
     @classmethod
-    def load(cls, name: str, device: str = "auto") -> "TransformersEngine":
-        return cls(load_generator(name, device=device))
+    def load(cls, name: str, device: str = "auto", decode: str = "prefix") -> "TransformersEngine":
+        gen = load_generator(name, device=device)
+        gen.decode = decode  # rag/engine.py DECODES: the hand loop (prefix, static) or HF generate (hf)
+        return cls(gen)
 
     def use(self, adapter: str | None) -> Generator:
         """The generator with `adapter` attached (None: base; a peft model's adapter is disabled, see probe)."""
         if adapter and adapter != self.gen.adapter:
             if self.gen.adapter is not None:
+                decode = self.gen.decode
                 self.gen = load_generator(self.gen.name, device=self.device)
+                self.gen.decode = decode
             self.gen.model, self.gen.adapter = attach_adapter(self.gen.model, adapter), adapter
         return self.gen
 

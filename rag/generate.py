@@ -8,6 +8,13 @@ hands it logits, which is right after the forward pass over the whole (left-padd
 prefill_seconds = call start -> first logits (input preparation + that one forward pass);
 decode_seconds = first logits -> call end (one forward pass per further token, plus greedy selection and
 stopping checks). On CUDA the clock synchronises first, so queued kernels are counted where they ran.
+
+Two decoders (Generator.decode): the hand loop of rag/decode.py (default "prefix": static KV cache, the shared
+prompt prefix computed once per call; "static": the same loop without sharing) and "hf", Hugging Face
+generate() as before (also the fallback for models the loop cannot run: rag/decode.py loop_unsupported). Greedy
+answers are the same with each (tests/rag/test_decode.py). The hand loop keeps PrefillClock's moment: its prefill
+ends when the prefill forward's logits exist (the shared prefix's forward, once per call, counts in the first
+batch's prefill).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class Generator:
     name: str
     adapter: str | None = None
     engine: object | None = None  # rag/engine.py: None = this process's transformers model; else vllm or openai
+    decode: str = "prefix"  # transformers decoder: prefix | static | hf (rag/engine.py DECODES: EngineOptions.decode)
 
     @property
     def device(self) -> torch.device:
@@ -141,23 +149,41 @@ def generate(gen: Generator, conversations: list[list[dict]], max_new_tokens: in
 
         batches = tqdm(batches, desc="generate", unit="batch", leave=False)
     eos = [t for t in {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")} if isinstance(t, int) and t >= 0]
+    from rag.decode import greedy, loop_unsupported, prefix_cache, shared_prefix_length
+
+    hand = gen.decode != "hf" and not loop_unsupported(model)
+    prefix_kv, pending = None, 0.0  # pending: seconds of the shared prefix's forward, counted in the next batch
+    if hand and gen.decode == "prefix":
+        p = shared_prefix_length(ids)
+        if p:
+            sync(gen.device)
+            t0 = time.perf_counter()
+            prefix_kv = prefix_cache(model, ids[0][:p], gen.device)
+            sync(gen.device)
+            pending = time.perf_counter() - t0
+    pad = tok.pad_token_id
     for batch in batches:
         width = max(len(ids[i]) for i in batch)
-        pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=gen.device)
-        mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=gen.device)
         clock = PrefillClock()
         sync(gen.device)
-        t0 = time.perf_counter()
-        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             min_new_tokens=min_new_tokens or None, do_sample=False, eos_token_id=eos,
-                             pad_token_id=pad, logits_processor=LogitsProcessorList([clock]))
+        t0 = time.perf_counter() - pending
+        pending = 0.0
+        if hand:
+            new_ids = greedy(model, [ids[i] for i in batch], pad, eos, max_new_tokens, min_new_tokens, prefix_kv,
+                             on_first_logits=lambda logits: clock(None, logits)).tolist()
+        else:
+            input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=gen.device)
+            mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=gen.device)
+            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 min_new_tokens=min_new_tokens or None, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=pad, logits_processor=LogitsProcessorList([clock]))
+            new_ids = out[:, width:].tolist()
         sync(gen.device)
         t1 = time.perf_counter()
         seconds = t1 - t0
         prefill = (clock.first or t1) - t0
         for row, i in enumerate(batch):
-            new = out[row, width:].tolist()
+            new = new_ids[row]
             n_out = next((j for j, t in enumerate(new) if t in eos), len(new))
             results[i] = {
                 "answer": tok.decode(new[:n_out], skip_special_tokens=True).strip(),

@@ -61,6 +61,7 @@ def test_bench_generation_config():
     cfg = GenerationBenchConfig(engines="vllm", dtype="bfloat16", base_url="http://h:1/v1")
     assert cfg.options("vllm").dtype == "bfloat16" and cfg.options("vllm").base_url == ""
     assert cfg.options("openai").base_url == "http://h:1/v1"
+    assert cfg.options("vllm").generator == cfg.generator  # open_engine loads the model named there
 
 
 def test_gpu_check_plan_and_refusal(tmp_path):
