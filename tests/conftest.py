@@ -117,18 +117,24 @@ def smollm2_path() -> Path:
     return smollm2_dir()
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, smollm2_path) -> Path:
-    """A randomly initialised 2-layer Llama with SmolLM2's real tokenizer: fast, no download."""
+def write_tiny_llama(out: Path, tokenizer_dir: Path, hidden_size: int = 64, intermediate_size: int = 128,
+                     heads: int = 4, kv_heads: int = 2) -> Path:
+    """A randomly initialised 2-layer Llama (seed 0) with the tokenizer of `tokenizer_dir`, saved to `out`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(smollm2_path)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    out = tmp_path_factory.mktemp("tiny-llama")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=intermediate_size,
+                      num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                      max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id)
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_path) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's real tokenizer: fast, no download."""
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_path)

@@ -34,18 +34,10 @@ pytestmark = [pytest.mark.model,
 def tiny_model_dir(tmp_path_factory, smollm2_path) -> Path:
     """conftest's tiny random Llama with head_dim 64 (2 heads of 64, not 4 of 16): vLLM's CPU attention kernels
     refuse head_dim 16 ("Unsupported CPU attention configuration: head_dim=16"); SmolLM2-135M's is 64."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tests.conftest import write_tiny_llama
 
-    tok = AutoTokenizer.from_pretrained(smollm2_path)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    out = tmp_path_factory.mktemp("tiny-llama-hd64")
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama-hd64"), smollm2_path, hidden_size=128,
+                            intermediate_size=256, heads=2, kv_heads=1)
 
 
 @pytest.fixture(scope="module")
