@@ -34,8 +34,7 @@ def ask(**kw):
 
     gen = open_engine(cfg, [cfg.adapter] if cfg.adapter else [])  # --engine vllm|openai; None: transformers
     gen = with_adapter(gen, cfg.adapter or None) if gen else load_generator(cfg.generator, cfg.adapter or None,
-                                                                             cfg.device)
-    gen.decode = cfg.decode  # transformers: the decoder (rag/engine.py DECODES); engines ignore it
+                                                                             cfg.device, decode=cfg.decode)
     try:
         rec = answer_questions(gen, index, [cfg.question], cfg.retriever, cfg.top_k, cfg.max_new_tokens,
                                settings=cfg.search(), context_tokens=cfg.context_tokens)[0]

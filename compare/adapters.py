@@ -104,12 +104,11 @@ def ensure_generator(gen, cfg, adapter: str | None):
     if gen is not None and gen.adapter == adapter:
         return gen
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():  # a standalone model folder (full, hft)
-        gen = load_generator(adapter, device=cfg.device)
-        gen.adapter, gen.decode = adapter, getattr(cfg, "decode", gen.decode)
+        gen = load_generator(adapter, device=cfg.device, decode=getattr(cfg, "decode", "prefix"))
+        gen.adapter = adapter
         return gen
     if gen is None or gen.adapter is not None:
-        gen = load_generator(cfg.generator, device=cfg.device)
+        gen = load_generator(cfg.generator, device=cfg.device, decode=getattr(cfg, "decode", "prefix"))
     if adapter:
         gen.model, gen.adapter = attach_adapter(gen.model, adapter), adapter
-    gen.decode = getattr(cfg, "decode", gen.decode)  # --decode (rag/engine.py EngineOptions)
     return gen

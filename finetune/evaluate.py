@@ -63,9 +63,7 @@ def open_generator(cfg: EvaluateConfig):
     adapter = cfg.adapter or None
     gen = open_engine(cfg, [adapter] if adapter else [])  # None for transformers
     if gen is None:
-        gen = load_generator(cfg.generator, adapter, cfg.device)
-        gen.decode = cfg.decode  # --decode: the transformers decoder (rag/generate.py)
-        return gen
+        return load_generator(cfg.generator, adapter, cfg.device, decode=cfg.decode)
     return with_adapter(gen, adapter)  # the adapter guard (lm-eval-harness #2432): AdapterNotApplied if dead
 
 

@@ -163,10 +163,8 @@ class Calls:
 
             torch.manual_seed(self.cfg.seed)
             # --engine vllm|openai: that engine's Generator (model=None); transformers: None, the model loads here
-            self.gen = open_engine(self.cfg, [])
-            if self.gen is None:
-                self.gen = load_generator(self.cfg.generator, device=self.cfg.device)
-                self.gen.decode = self.cfg.decode  # --decode: the transformers decoder (rag/generate.py)
+            self.gen = open_engine(self.cfg, []) or load_generator(self.cfg.generator, device=self.cfg.device,
+                                                                   decode=self.cfg.decode)
         return self.gen
 
     def close(self) -> None:

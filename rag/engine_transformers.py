@@ -22,17 +22,13 @@ class TransformersEngine:
 
     @classmethod
     def load(cls, name: str, device: str = "auto", decode: str = "prefix") -> "TransformersEngine":
-        gen = load_generator(name, device=device)
-        gen.decode = decode  # rag/engine.py DECODES: the hand loop (prefix, static) or HF generate (hf)
-        return cls(gen)
+        return cls(load_generator(name, device=device, decode=decode))
 
     def use(self, adapter: str | None) -> Generator:
         """The generator with `adapter` attached (None: base; a peft model's adapter is disabled, see probe)."""
         if adapter and adapter != self.gen.adapter:
             if self.gen.adapter is not None:
-                decode = self.gen.decode
-                self.gen = load_generator(self.gen.name, device=self.device)
-                self.gen.decode = decode
+                self.gen = load_generator(self.gen.name, device=self.device, decode=self.gen.decode)
             self.gen.model, self.gen.adapter = attach_adapter(self.gen.model, adapter), adapter
         return self.gen
 

@@ -54,11 +54,12 @@ class Generator:
 
 
 def load_generator(name: str = DEFAULT_GENERATOR, adapter: str | None = None, device: str = "auto",
-                   cache_dir: Path = DEFAULT_CACHE) -> Generator:
+                   cache_dir: Path = DEFAULT_CACHE, decode: str = "prefix") -> Generator:
+    """decode: the transformers decoder, prefix | static | hf (rag/engine.py DECODES, EngineOptions.decode)."""
     model, tok = load_causal_lm(name, device, cache_dir)
     if adapter:
         model = attach_adapter(model, adapter)
-    return Generator(model, tok, name, adapter)
+    return Generator(model, tok, name, adapter, decode=decode)
 
 
 def attach_adapter(model, adapter: str):
