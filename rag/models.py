@@ -110,13 +110,40 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+# glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Linux/glibc: keep freed memory in the process for the next tensor instead of handing it back to the kernel
+    (no mmap for big blocks, no trim of the heap's top). True when set; False elsewhere (no glibc: a no-op).
+
+    Why: every forward allocates its activations afresh; glibc serves blocks over 128 KB-32 MB with mmap and
+    unmaps them on free, so each new tensor is first-touched page by page. Measured on the 2-core VM (torch 2.13
+    CPU): a [32, 81, 1536] fp32 multiply 5.96 ms with fresh pages vs 1.62 ms with this set (1.31 ms into a
+    preallocated output); a batch-32 prefill of 81 tokens 5.7 s -> 4.5 s. Numbers are unchanged (same kernels).
+    Peak memory is unchanged; freed memory stays reserved by the process until it exits."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
+
+
 def load_causal_lm(name: str, device: str = "auto", cache_dir: Path = DEFAULT_CACHE):
-    """(model, tokenizer) in eval mode. CUDA: bf16 + SDPA; CPU: fp32."""
+    """(model, tokenizer) in eval mode. CUDA: bf16 + SDPA; CPU: fp32 (and keep_freed_memory())."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_generator(name, cache_dir)
     device = pick_device(device)
+    if device == "cpu":
+        keep_freed_memory()
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     try:
         tok = AutoTokenizer.from_pretrained(path)
