@@ -274,6 +274,51 @@ def roofline_shares(generator: str, device: str, prompts: int, new_tokens: int, 
             if (r["phase"], r["batch"]) in ROOFLINE_GATE}
 
 
+def arm_roofline(records, gen, machine: dict):
+    """The FLOP roofline of each arm of a compare run (records: system, prompt, tokens_in, tokens_out, gen_seconds,
+    batch) on the machine measured now (measure_machine) -> one row per system: questions, measured generation
+    seconds (the arm's distinct batches' gen_seconds summed), and two floors with the share reached:
+
+      all_tokens: every prompt token prefilled (what HF generate computes; the issue's arithmetic),
+      computed:   the shared prefix (rag/decode.py) prefilled once for the arm instead of once per row.
+
+    Per batch: one prefill (floor = max(FLOPs / matmul rate, bytes / read bandwidth), roofline.py) and, for each
+    further token, one decode step over the rows still answering (a row makes tokens_out tokens, the first from the
+    prefill's logits). Pads and rows already finished are not counted: the floor is the useful work's."""
+    import pandas as pd
+
+    from benchmarks.roofline import decode_work, floor_seconds, prefill_work, share
+    from rag.decode import shared_prefix_length
+    from rag.generate import prompt_ids
+
+    shape = model_shape_of(gen)
+    gf, bw = machine["matmul_gflops"], shape["weight_bytes"] / machine["weight_read_s"]
+    rows = []
+    for system, g in records.groupby("system", sort=False):
+        ids = {i: prompt_ids(gen.tokenizer, [{"role": "user", "content": p}]) for i, p in g["prompt"].items()}
+        prefix = shared_prefix_length(list(ids.values()))
+        floors = {"all_tokens": 0.0, "computed": 0.0}
+        wall = 0.0
+        for (seconds, _), b in g.groupby(["gen_seconds", "batch"]):
+            wall += seconds
+            lens = [len(ids[i]) for i in b.index]
+            outs = [int(n) for n in b["tokens_out"]]
+            floors["all_tokens"] += floor_seconds(*prefill_work(shape, lens), gf, bw)[0]
+            floors["computed"] += floor_seconds(*prefill_work(shape, lens, prefix, prefix_forward=False), gf, bw)[0]
+            for s in range(1, max(outs, default=0)):
+                ctx = [n + s for n, o in zip(lens, outs) if o > s]
+                step = floor_seconds(*decode_work(shape, ctx), gf, bw)[0]
+                floors["all_tokens"] += step
+                floors["computed"] += step
+        if prefix:  # the prefix's own forward, once (at least once per generate call: a lower bound)
+            floors["computed"] += floor_seconds(*prefill_work(shape, [prefix]), gf, bw)[0]
+        rows.append({"system": system, "questions": len(g), "tokens_in": float(g["tokens_in"].mean()),
+                     "tokens_out": float(g["tokens_out"].mean()), "shared_prefix": prefix, "gen_seconds": wall,
+                     "floor_all_tokens_s": floors["all_tokens"], "share_all_tokens": share(floors["all_tokens"], wall),
+                     "floor_computed_s": floors["computed"], "share_computed": share(floors["computed"], wall)})
+    return pd.DataFrame(rows)
+
+
 def engine_agreement(a, b):
     """Two compare runs' records (DataFrames: system, qid, answer, correct, latency_seconds; e.g. --engine
     transformers and --engine vllm on the same questions) -> one row per system: n, answers identical (share),
@@ -290,9 +335,19 @@ def engine_agreement(a, b):
     return pd.DataFrame(rows)
 
 
-if __name__ == "__main__":  # python -m benchmarks.generation RUN_A RUN_B: engine_agreement of two compare runs
+if __name__ == "__main__":
+    # python -m benchmarks.generation RUN_A RUN_B: engine_agreement of two compare runs (same questions)
+    # python -m benchmarks.generation roofline RUN [GENERATOR]: arm_roofline of a compare run, machine measured now
     import sys
 
     from compare.records import load_records
 
-    print(engine_agreement(load_records(sys.argv[1]), load_records(sys.argv[2])).to_string(index=False))
+    if sys.argv[1] == "roofline":
+        from rag.generate import load_generator
+
+        gen = load_generator(sys.argv[3] if len(sys.argv) > 3 else DEFAULT_GENERATOR, device="cpu")
+        machine = measure_machine(gen)
+        print(f"fp32 matmul {machine['matmul_gflops']:.0f} GFLOP/s, weight read {machine['weight_read_s'] * 1000:.1f} ms")
+        print(arm_roofline(load_records(sys.argv[2]), gen, machine).round(3).to_string(index=False))
+    else:
+        print(engine_agreement(load_records(sys.argv[1]), load_records(sys.argv[2])).to_string(index=False))

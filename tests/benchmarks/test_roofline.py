@@ -77,3 +77,34 @@ def test_bench_generation_prints_the_roofline(tiny_model_dir):
                for r in res["roofline"])
     text = "\n".join(lines)
     assert "fp32 matmul" in text and "share" in text and "x weight read" in text
+
+
+def test_arm_roofline_counts_each_row_s_own_tokens(tiny_model_dir):
+    """benchmarks.generation.arm_roofline on hand-made records: per batch one prefill plus, for each further token,
+    a decode step over the rows still answering; the shared prefix makes the 'computed' floor the smaller one; a
+    row's first token costs no step (it comes from the prefill's logits)."""
+    import pandas as pd
+
+    from benchmarks.generation import arm_roofline, model_shape_of
+    from rag.augment import build_messages
+    from rag.generate import load_generator, prompt_ids
+
+    gen = load_generator(str(tiny_model_dir), device="cpu")
+    machine = {"matmul_gflops": 1.0, "weight_read_s": 1e-3}
+    shape = model_shape_of(gen)
+    bw = shape["weight_bytes"] / machine["weight_read_s"]
+    prompts = [build_messages(q, None)[0]["content"] for q in ("Who founded the city?", "When?", "Which river?")]
+    lens = [len(prompt_ids(gen.tokenizer, [{"role": "user", "content": p}])) for p in prompts]
+    records = pd.DataFrame({"system": ["base"] * 3, "prompt": prompts, "tokens_in": lens, "tokens_out": [1, 3, 2],
+                            "gen_seconds": [2.0] * 3, "batch": [3] * 3})
+    row = arm_roofline(records, gen, machine).iloc[0]
+    floor = lambda fb: floor_seconds(*fb, machine["matmul_gflops"], bw)[0]  # noqa: E731
+    # steps 1 and 2: rows still answering after their first token: tokens_out 3 and 2 at step 1, 3 at step 2
+    decode = floor(decode_work(shape, [lens[1] + 1, lens[2] + 1])) + floor(decode_work(shape, [lens[1] + 2]))
+    assert row["questions"] == 3 and row["gen_seconds"] == 2.0 and row["shared_prefix"] >= 8
+    assert row["floor_all_tokens_s"] == pytest.approx(floor(prefill_work(shape, lens)) + decode)
+    p = int(row["shared_prefix"])
+    assert row["floor_computed_s"] == pytest.approx(floor(prefill_work(shape, lens, p, prefix_forward=False)) + decode
+                                                    + floor(prefill_work(shape, [p])))
+    assert row["floor_computed_s"] < row["floor_all_tokens_s"]
+    assert row["share_all_tokens"] == pytest.approx(row["floor_all_tokens_s"] / 2.0)
