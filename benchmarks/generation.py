@@ -297,25 +297,23 @@ def arm_roofline(records, gen, machine: dict):
     for system, g in records.groupby("system", sort=False):
         ids = {i: prompt_ids(gen.tokenizer, [{"role": "user", "content": p}]) for i, p in g["prompt"].items()}
         prefix = shared_prefix_length(list(ids.values()))
-        floors = {"all_tokens": 0.0, "computed": 0.0}
-        wall = 0.0
+        floor = lambda work: floor_seconds(*work, gf, bw)[0]  # noqa: E731
+        wall = prefill_all = prefill_shared = decode = 0.0
         for (seconds, _), b in g.groupby(["gen_seconds", "batch"]):
             wall += seconds
             lens = [len(ids[i]) for i in b.index]
             outs = [int(n) for n in b["tokens_out"]]
-            floors["all_tokens"] += floor_seconds(*prefill_work(shape, lens), gf, bw)[0]
-            floors["computed"] += floor_seconds(*prefill_work(shape, lens, prefix, prefix_forward=False), gf, bw)[0]
-            for s in range(1, max(outs, default=0)):
-                ctx = [n + s for n, o in zip(lens, outs) if o > s]
-                step = floor_seconds(*decode_work(shape, ctx), gf, bw)[0]
-                floors["all_tokens"] += step
-                floors["computed"] += step
+            prefill_all += floor(prefill_work(shape, lens))
+            prefill_shared += floor(prefill_work(shape, lens, prefix, prefix_forward=False))
+            decode += sum(floor(decode_work(shape, [n + s for n, o in zip(lens, outs) if o > s]))
+                          for s in range(1, max(outs, default=0)))
         if prefix:  # the prefix's own forward, once (at least once per generate call: a lower bound)
-            floors["computed"] += floor_seconds(*prefill_work(shape, [prefix]), gf, bw)[0]
+            prefill_shared += floor(prefill_work(shape, [prefix]))
+        all_tokens, computed = prefill_all + decode, prefill_shared + decode
         rows.append({"system": system, "questions": len(g), "tokens_in": float(g["tokens_in"].mean()),
                      "tokens_out": float(g["tokens_out"].mean()), "shared_prefix": prefix, "gen_seconds": wall,
-                     "floor_all_tokens_s": floors["all_tokens"], "share_all_tokens": share(floors["all_tokens"], wall),
-                     "floor_computed_s": floors["computed"], "share_computed": share(floors["computed"], wall)})
+                     "floor_all_tokens_s": all_tokens, "share_all_tokens": share(all_tokens, wall),
+                     "floor_computed_s": computed, "share_computed": share(computed, wall)})
     return pd.DataFrame(rows)
 
 

@@ -187,29 +187,3 @@ def test_real_model_same_answers_as_hf_generate(smollm2_path):
             assert [o["answer"] for o in generate(gen, closed, 32, 32)] == ref_closed
             assert [r["answer"] for r in answer_questions(gen, index, questions, "hybrid", 2, 32, 32)] == ref_rag
 
-
-RSS_PROBE = """
-import sys, torch
-from rag.models import keep_freed_memory
-def rss_mb():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-x = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
-before = rss_mb()
-del x
-print(before - rss_mb())
-"""
-
-
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc mallopt, /proc")
-def test_keep_freed_memory_keeps_a_freed_tensor_s_pages():
-    """rag/models.py keep_freed_memory (set by load_causal_lm on CPU): a freed 64 MB tensor's pages stay with the
-    process for the next one (glibc's default unmaps them, so every forward first-touches its activations anew)."""
-    import subprocess
-    import sys
-
-    run = lambda mode: float(subprocess.run([sys.executable, "-c", RSS_PROBE, mode], capture_output=True,  # noqa: E731
-                                            text=True, check=True).stdout)
-    assert run("default") > 60  # MB handed back on free
-    assert run("keep") < 4
