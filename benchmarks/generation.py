@@ -293,11 +293,11 @@ def arm_roofline(records, gen, machine: dict):
 
     shape = model_shape_of(gen)
     gf, bw = machine["matmul_gflops"], shape["weight_bytes"] / machine["weight_read_s"]
+    floor = lambda work: floor_seconds(*work, gf, bw)[0]  # noqa: E731  (FLOPs, bytes) -> seconds
     rows = []
     for system, g in records.groupby("system", sort=False):
         ids = {i: prompt_ids(gen.tokenizer, [{"role": "user", "content": p}]) for i, p in g["prompt"].items()}
         prefix = shared_prefix_length(list(ids.values()))
-        floor = lambda work: floor_seconds(*work, gf, bw)[0]  # noqa: E731
         wall = prefill_all = prefill_shared = decode = 0.0
         for (seconds, _), b in g.groupby(["gen_seconds", "batch"]):
             wall += seconds

@@ -186,4 +186,3 @@ def test_real_model_same_answers_as_hf_generate(smollm2_path):
         else:
             assert [o["answer"] for o in generate(gen, closed, 32, 32)] == ref_closed
             assert [r["answer"] for r in answer_questions(gen, index, questions, "hybrid", 2, 32, 32)] == ref_rag
-
